@@ -1,0 +1,36 @@
+# Restaurant floor and kitchen messaging: build and run targets.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+APPS    := table_button waiter_pager
+TABLES  ?= 6
+PAGERS  ?= 3
+MINUTES ?= 5
+
+.PHONY: help setup run test firmware sim clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP): requirements.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
+	touch $@
+
+setup: $(STAMP)  ## create the venv with pinned requirements
+
+run: $(STAMP)  ## start the hub with its embedded broker (127.0.0.1:1883, http :8080)
+	$(BIN)/python -m hub $(ARGS)
+
+test: $(STAMP)  ## run every test (needs mosquitto installed; see .ci/run)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q tests
+
+firmware: $(STAMP)  ## compile each device app to .mpy bundles in build/fw and print sizes
+	$(BIN)/python firmware/build.py --out build/fw $(APPS)
+
+sim: $(STAMP)  ## a simulated restaurant: hub + TABLES buttons + PAGERS pagers on real firmware
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python firmware/simulate.py --tables $(TABLES) --pagers $(PAGERS)
+
+clean:  ## remove build output and local hub data
+	rm -rf build data .pytest_cache
