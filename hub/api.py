@@ -1,0 +1,84 @@
+"""The hub's HTTP API (read-only for now): calls, devices, health. JSON, UTF-8 as is."""
+import datetime
+import threading
+
+from flask import Flask, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.serving import make_server
+
+from hub.calls import STATES
+
+MAX_LIMIT = 1000
+
+
+def iso(t):
+    if t is None:
+        return None
+    stamp = datetime.datetime.fromtimestamp(t, datetime.timezone.utc)
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def call_json(row):
+    return {"id": row["id"], "table": row["table_id"], "type": row["type"], "state": row["state"],
+            "waiter": row["pager"], "prio": row["prio"], "page": row["page"], "reminders": row["reminders"],
+            "raised_at": iso(row["raised_at"]), "assigned_at": iso(row["assigned_at"]),
+            "acked_at": iso(row["acked_at"]), "done_at": iso(row["done_at"]),
+            "cancelled_at": iso(row["cancelled_at"])}
+
+
+def device_json(row):
+    return {"kind": row["kind"], "id": row["id"], "online": bool(row["online"]),
+            "last_seen": iso(row["last_seen"]), "reason": row["reason"], "hb": row["hb"], "fw": row["fw"],
+            "battery": row["battery"], "rssi": row["rssi"], "uptime": row["uptime"], "heap": row["heap"]}
+
+
+def create_app(hub):
+    app = Flask("hub")
+    app.json.ensure_ascii = False
+    app.json.sort_keys = False
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc):
+        return {"error": exc.description}, exc.code
+
+    @app.get("/api/health")
+    def health():
+        connected = hub.bus is not None and hub.bus.connected
+        online = sum(1 for row in hub.devices.list() if row["online"])
+        body = {"ok": connected, "site": hub.site,
+                "mqtt": {"broker": hub.bus.url if hub.bus else None, "connected": connected},
+                "uptime_s": int(hub.clock() - hub.started), "live_calls": hub.calls.live_count(),
+                "devices_online": online}
+        return body, 200 if connected else 503
+
+    @app.get("/api/calls")
+    def calls():
+        state = request.args.get("state") or None
+        if state is not None and state not in STATES:
+            return {"error": "state: must be one of %s" % ", ".join(STATES)}, 400
+        limit = request.args.get("limit", "100")
+        if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIMIT:
+            return {"error": "limit: must be an integer from 1 to %d" % MAX_LIMIT}, 400
+        return {"calls": [call_json(row) for row in hub.calls.list(state, int(limit))]}
+
+    @app.get("/api/devices")
+    def devices():
+        return {"devices": [device_json(row) for row in hub.devices.list(request.args.get("kind") or None)]}
+
+    return app
+
+
+class HttpServer:
+    """Werkzeug's threaded server in a thread of its own, so it can be shut down."""
+
+    def __init__(self, app, host, port):
+        self.url = "http://%s:%d" % (host, port)
+        self._server = make_server(host, port, app, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="hub-http", daemon=True)
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self._server.shutdown()
+        self._thread.join()

@@ -1,0 +1,138 @@
+"""The hub's MQTT link: one paho client in its own thread.
+
+Uplinks are checked against the wire contract and handed on; anything that breaks
+the contract is logged and reported on the hub's error topic. Downlinks are encoded
+(and so validated) here, so nothing malformed leaves the hub.
+"""
+import collections
+import logging
+import threading
+
+import paho.mqtt.client as mqtt
+
+import protocol
+
+log = logging.getLogger(__name__)
+
+RECONNECT_MIN_S = 1
+RECONNECT_MAX_S = 10
+KEEPALIVE_S = 30
+FLUSH_TIMEOUT_S = 2.0
+
+
+class Outbox:
+    """Messages produced while handling one event, sent only once it is committed."""
+
+    def __init__(self):
+        self.items = []
+
+    def send(self, kind, device, message, payload):
+        self.items.append((kind, device, message, payload))
+
+    def drain(self):
+        items, self.items = self.items, []
+        return items
+
+
+class Bus:
+    def __init__(self, host, port, site, on_uplink, on_connect):
+        """on_uplink(kind, device, message, payload) gets each valid uplink of this site;
+        on_connect() runs after every (re)connection and subscription."""
+        self.host = host
+        self.port = port
+        self.site = site
+        self.on_uplink = on_uplink
+        self.on_connect = on_connect
+        self.connected = False
+        self._echoes = collections.Counter()
+        self._echo_lock = threading.Lock()
+        self._last_sent = None
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="rfm-hub-" + site,
+                                   protocol=mqtt.MQTTv311, clean_session=True)
+        self._client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    @property
+    def url(self):
+        return "mqtt://%s:%d" % (self.host, self.port)
+
+    def start(self):
+        self._client.connect_async(self.host, self.port, keepalive=KEEPALIVE_S)
+        self._client.loop_start()
+
+    def stop(self):
+        """Wait briefly for the last QoS 1 publish to be acknowledged, then disconnect."""
+        if self._last_sent is not None and self.connected:
+            try:
+                self._last_sent.wait_for_publish(FLUSH_TIMEOUT_S)
+            except (RuntimeError, ValueError) as exc:
+                log.warning("last publish not confirmed: %s", exc)
+        self.connected = False
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def publish(self, kind, device, message, payload):
+        t = protocol.topic(self.site, kind, device, message)
+        data = protocol.encode(message, payload)
+        if protocol.MESSAGES[message][1] == "up":
+            # The hub speaking on a device's own topic (e.g. marking it silent): drop the echo.
+            with self._echo_lock:
+                self._echoes[(t, data)] += 1
+        self._last_sent = self._client.publish(t, data, qos=protocol.qos(message),
+                                               retain=protocol.retain(message))
+        log.debug("sent %s %s", t, data.decode("utf-8"))
+
+    def reject(self, topic, reason):
+        log.warning("rejected %s: %s", topic, reason)
+        self.publish("hub", protocol.HUB_ID, "error", {"topic": topic[:200], "reason": reason[:300]})
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            log.warning("broker %s refused the connection: %s", self.url, reason_code)
+            return
+        log.info("connected to broker %s", self.url)
+        client.subscribe(protocol.ROOT.split("/")[0] + "/#", qos=1)
+        self.connected = True
+        self.on_connect()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        if self.connected:
+            log.warning("disconnected from broker %s: %s; reconnecting", self.url, reason_code)
+        self.connected = False
+
+    def _on_message(self, client, userdata, msg):
+        try:
+            self._receive(msg.topic, msg.payload)
+        except Exception:
+            log.exception("dropped a message that could not be handled")
+
+    def _is_echo(self, t, data):
+        with self._echo_lock:
+            key = (t, data)
+            if self._echoes[key] <= 0:
+                return False
+            self._echoes[key] -= 1
+            if not self._echoes[key]:
+                del self._echoes[key]
+            return True
+
+    def _receive(self, t, data):
+        if self._is_echo(t, data):
+            return
+        try:
+            site, kind, device, message = protocol.parse_topic(t)
+            if protocol.MESSAGES[message][1] == "down":
+                return  # the hub's own downlinks (or another hub's)
+            if site != self.site:
+                raise protocol.ProtocolError("site", "this hub serves site %r" % self.site)
+            if not data:
+                log.debug("retained message cleared on %s", t)
+                return
+            payload = protocol.decode(message, data)
+        except protocol.ProtocolError as exc:
+            self.reject(t, str(exc))
+            return
+        log.debug("got %s %s", t, data.decode("utf-8"))
+        self.on_uplink(kind, device, message, payload)
