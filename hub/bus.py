@@ -48,7 +48,7 @@ class Bus:
         self._echo_lock = threading.Lock()
         self._last_sent = None
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="rfm-hub-" + site,
-                                   protocol=mqtt.MQTTv311, clean_session=True)
+                                   protocol=mqtt.MQTTv311, clean_session=False)
         self._client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect

@@ -46,7 +46,9 @@ def start_mosquitto(port, conf_dir, persist=False, users=None):
     authentication. Returns the Popen; stop it with stop_process()."""
     os.makedirs(conf_dir, exist_ok=True)
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    lines = ["listener %d 127.0.0.1" % port, "log_dest stdout", "log_type all"]
+    # the default max_queued_messages 1000 silently drops QoS 1 behind a slow subscriber
+    lines = ["listener %d 127.0.0.1" % port, "log_dest stdout", "log_type error",
+             "log_type warning", "log_type notice", "max_queued_messages 100000"]
     if os.geteuid() == 0:
         lines.append("user root")  # else it drops to 'mosquitto' and cannot read conf_dir
     if users:

@@ -5,6 +5,7 @@ from runtime.log import log
 TYPES = ("water", "napkins", "bill", "waiter")
 LED = {"sent": "fast", "seen": "slow", "on_the_way": "on", "done": "on", "cancelled": "off"}
 DONE_MS = 4000
+RESEND_S = 5  # a raise the hub has not answered is sent again (the hub dedupes by id)
 
 
 class App:
@@ -26,7 +27,19 @@ class App:
         for led in self.leds.values():
             led.set("fast", 3000, led.mode)
 
+    async def _resend(self):
+        # a broker PUBACK only means the broker has it; the hub's feedback means the hub does
+        while True:
+            await asyncio.sleep(RESEND_S)
+            if self.dev.connected:
+                for t in self.calls:
+                    c = self.calls[t]
+                    if c[1] == "sent":
+                        log("call", "%s unanswered, sending again" % c[0])
+                        self.dev.send("call", {"id": c[0], "action": "raise", "type": t})
+
     async def run(self):
+        asyncio.create_task(self._resend())
         first = self.dev.board.woke_by()
         if first:
             self.press(first)
