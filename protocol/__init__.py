@@ -64,6 +64,8 @@ TICKET = {
     "id": _s(MAX_ID),
     "order": _s(MAX_ID),
     "ch": _s(16),
+    "num": _s(16, False),
+    "table": _s(24, False),
     "items": _l(30, LINE),
     "note": _s(160, False),
     "allergy": _s(160, False),
@@ -107,6 +109,9 @@ MESSAGES = {
         "seq": _i(0, 2 ** 30),
         "station": _s(24),
         "tickets": _l(24, TICKET),
+        "more": _i(0, 9999, False),
+        "warn": _i(0, 86400, False),
+        "late": _i(0, 86400, False),
     }),
     "bump": (("kds",), "up", 1, False, 256, {
         "id": _s(MAX_ID),
