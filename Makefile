@@ -3,12 +3,12 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-APPS    := table_button waiter_pager
+APPS    := table_button waiter_pager kitchen_display
 TABLES  ?= 6
 PAGERS  ?= 3
 MINUTES ?= 5
 
-.PHONY: help setup run test firmware sim clean
+.PHONY: help setup run test firmware sim clean flash
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -28,6 +28,9 @@ test: $(STAMP)  ## run every test (needs mosquitto installed; see .ci/run)
 
 firmware: $(STAMP)  ## compile each device app to .mpy bundles in build/fw and print sizes
 	$(BIN)/python firmware/build.py --out build/fw $(APPS)
+
+flash: $(STAMP)  ## blank ESP32 to registered device: PORT=/dev/ttyUSB0 KIND=table ID=T12 FIRMWARE=mp.bin WIFI_SSID=.. HUB=http://..:8080 (Wi-Fi key: env RFM_WIFI_PSK; FLASH_ARGS=--help)
+	$(BIN)/python firmware/flash.py --port "$(PORT)" --kind "$(KIND)" --id "$(ID)" $(if $(FIRMWARE),--firmware "$(FIRMWARE)") $(if $(HUB),--hub "$(HUB)") $(if $(MODEL),--model "$(MODEL)") $(if $(WIFI_SSID),--wifi-ssid "$(WIFI_SSID)") $(FLASH_ARGS)
 
 sim: $(STAMP)  ## a simulated restaurant: hub + TABLES buttons + PAGERS pagers on real firmware
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python firmware/simulate.py --tables $(TABLES) --pagers $(PAGERS)

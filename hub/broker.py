@@ -10,11 +10,11 @@ from amqtt.broker import Broker
 log = logging.getLogger(__name__)
 
 
-def config(host, port):
+def config(host, port, plugins=None):
+    """plugins: auth and topic plugins (hub.access, with --auth); default anonymous demo mode."""
     return {
         "listeners": {"default": {"type": "tcp", "bind": "%s:%d" % (host, port)}},
-        # Anonymous for now; per-device credentials and ACLs come with the fleet registry.
-        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        "plugins": plugins or {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
     }
 
 
@@ -45,14 +45,15 @@ class _Broker(Broker):
 
 
 class EmbeddedBroker:
-    def __init__(self, host, port):
+    def __init__(self, host, port, plugins=None):
         self.host = host
         self.port = port
+        self.plugins = plugins
         self._broker = None
 
     async def start(self):
         """Must run on the event loop that will serve the broker."""
-        self._broker = _Broker(config(self.host, self.port))
+        self._broker = _Broker(config(self.host, self.port, self.plugins))
         await self._broker.start()
         log.info("embedded broker listening on %s:%d", self.host, self.port)
 

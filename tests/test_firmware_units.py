@@ -3,6 +3,7 @@ plus the pager renderer on CPython."""
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 import protocol
 from tests.brokers import Recorder, free_port, start_mosquitto, stop_process
 from display import pager
-from tests.simdev import HEAP, bundle, micropython, mp_env
+from tests.simdev import HEAP, ROOT, bundle, micropython, mp_env
 
 
 def run_mp(tmp_path, code, app="table_button", timeout=30):
@@ -277,7 +278,7 @@ machine.reset_cause = lambda: 4
 machine.deepsleep = lambda: calls.append(("deepsleep",))
 machine.reset = lambda: calls.append(("reset",))
 network = Mod(); network.WLAN, network.STA_IF = WLAN, 0
-esp32 = Mod(); esp32.WAKEUP_ANY_HIGH = 1
+esp32 = Mod(); esp32.WAKEUP_ANY_HIGH, esp32.WAKEUP_ALL_LOW = 1, 0
 esp32.wake_on_ext1 = lambda pins, level: calls.append(("ext1", len(pins), level))
 sys.modules["machine"], sys.modules["network"], sys.modules["esp32"] = machine, network, esp32
 """
@@ -288,20 +289,22 @@ def test_esp32_board_against_stubs(tmp_path):
     code = ESP32_STUBS + """
 import asyncio, os
 from boards import esp32 as board
-cfg = {"kind": "table", "wifi": {"ssid": "resto", "psk": "x"}, "data": "d"}
+cfg = {"kind": "table", "wifi": {"ssid": "resto", "psk": "x"}, "data": "d", "pins": "table_button.json"}
 b = board.Board(cfg)
 reads = [b.button_pin(n) for n in ("water", "napkins", "bill", "waiter", "cancel")]
 b.led_pin("water")(1)
 print(asyncio.run(b.link()), b.battery(), b.rssi(), b.woke_by(), b.data_path("x"))
 b.deepsleep()
 print(calls)
-p = board.Board(dict(cfg, kind="pager", wifi={"ssid": "nope", "psk": ""}))
+p = board.Board(dict(cfg, kind="pager", pins="waiter_pager.json", wifi={"ssid": "nope", "psk": ""}))
 board.WIFI_TIMEOUT_MS = 500
 fb, show = p.display()
 fb.text("hi", 0, 0, 1)
 show()
 print(asyncio.run(p.link()), calls[-1], "d" in os.listdir())
 """
+    for model in ("table_button", "waiter_pager"):  # the pin maps flash.py copies to the device
+        shutil.copy(os.path.join(ROOT, "hardware", "pins", model + ".json"), str(tmp_path))
     out = run_mp(tmp_path, code)
     printed = [l for l in out if not l[:1].isdigit()]  # log lines start with ticks
     assert printed[0] == "True 55 -61 napkins d/x"

@@ -1,22 +1,18 @@
-# ESP32 board (no PSRAM). Pin numbers live in PINS until hardware/ pin maps
-# become data files. Buttons are active-high with pull-downs so that any of
-# them can wake the chip from deep sleep (ext1, RTC GPIOs only).
+# ESP32 board (no PSRAM). Pins come from the board's pin map, hardware/pins/<model>.json,
+# which firmware/flash.py copies to the device as pins.json (config key "pins"): button
+# levels, external pulls, LEDs, display bus and deep-sleep wake mode (hardware/README.md).
 import asyncio
 import esp32
 import framebuf
+import json
 import machine
 import network
 import os
 from machine import ADC, I2C, Pin
 from runtime.log import log
 
-PINS = {
-    "table": {"buttons": {"water": 32, "napkins": 33, "bill": 25, "waiter": 26, "cancel": 27},
-              "leds": {"water": 16, "napkins": 17, "bill": 18, "waiter": 19},
-              "battery": 35},
-    "pager": {"buttons": {"ack": 32, "done": 33, "next": 25},
-              "vibra": 26, "i2c": (21, 22), "battery": 35},
-}
+WAKE = {"ext1_any_high": esp32.WAKEUP_ANY_HIGH, "ext1_all_low": esp32.WAKEUP_ALL_LOW,
+        "ext0_high": esp32.WAKEUP_ANY_HIGH, "ext0_low": esp32.WAKEUP_ALL_LOW}
 WIFI_TIMEOUT_MS = 20000
 BAT_EMPTY_MV = 3300
 BAT_FULL_MV = 4200
@@ -49,14 +45,21 @@ class Board:
     can_sleep = True
 
     def __init__(self, cfg):
-        self.pins = PINS[cfg["kind"]]
+        path = cfg.get("pins", "pins.json")
+        try:
+            with open(path) as f:
+                self.pins = json.load(f)
+        except (OSError, ValueError):
+            raise ValueError("board: no pin map in %s (firmware/flash.py copies hardware/pins/<model>.json)" % path)
+        if self.pins.get("kind") != cfg["kind"]:
+            raise ValueError("board: %s is a %s pin map, not %s" % (path, self.pins.get("kind"), cfg["kind"]))
         self.wifi = cfg["wifi"]
         self.data = cfg["data"]
         self.wlan = network.WLAN(network.STA_IF)
         self._buttons = {}
         self._adc = None
-        if "battery" in self.pins:
-            self._adc = ADC(Pin(self.pins["battery"]))
+        if "battery_adc" in self.pins:
+            self._adc = ADC(Pin(self.pins["battery_adc"]))
             self._adc.atten(ADC.ATTN_11DB)
         try:
             os.mkdir(self.data)
@@ -64,18 +67,23 @@ class Board:
             pass
 
     def button_pin(self, name):
-        p = self._buttons[name] = Pin(self.pins["buttons"][name], Pin.IN, Pin.PULL_DOWN)
-        return p.value
+        # the pull resistors are on the board (GPIO34-39 have none inside)
+        p = self._buttons[name] = Pin(self.pins["buttons"][name], Pin.IN)
+        active = self.pins["button_active"]
+        return lambda: p.value() == active
 
     def led_pin(self, name):
-        return Pin(self.pins["leds"][name], Pin.OUT, value=0).value
+        on = self.pins.get("led_active", 1)
+        p = Pin(self.pins["leds"][name], Pin.OUT, value=1 - on)
+        return lambda lit: p.value(on if lit else 1 - on)
 
     def vibra_pin(self):
         return Pin(self.pins["vibra"], Pin.OUT, value=0).value
 
     def display(self):
-        sda, scl = self.pins["i2c"]
-        oled = _Oled(I2C(0, sda=Pin(sda), scl=Pin(scl), freq=400000))
+        bus = self.pins["i2c"]
+        oled = _Oled(I2C(bus["id"], sda=Pin(bus["sda"]), scl=Pin(bus["scl"]), freq=bus["freq"]),
+                     self.pins["oled"]["addr"])
         return oled.fb, oled.show
 
     async def link(self):
@@ -98,7 +106,7 @@ class Board:
     def battery(self):
         if self._adc is None:
             return None
-        mv = self._adc.read_uv() * 2 // 1000  # 1:2 divider
+        mv = int(self._adc.read_uv() * self.pins["battery_divider"]) // 1000
         return max(0, min(100, (mv - BAT_EMPTY_MV) * 100 // (BAT_FULL_MV - BAT_EMPTY_MV)))
 
     def rssi(self):
@@ -115,12 +123,17 @@ class Board:
         if machine.reset_cause() != machine.DEEPSLEEP_RESET:
             return None
         for name, p in self._buttons.items():
-            if p.value():
+            if p.value() == self.pins["button_active"]:
                 return name
         return None
 
     def deepsleep(self):
-        esp32.wake_on_ext1(pins=list(self._buttons.values()), level=esp32.WAKEUP_ANY_HIGH)
+        mode = self.pins["wake_mode"]
+        pins = [Pin(n, Pin.IN) for n in self.pins["wake"]]
+        if mode.startswith("ext0"):
+            esp32.wake_on_ext0(pin=pins[0], level=WAKE[mode])
+        else:
+            esp32.wake_on_ext1(pins=pins, level=WAKE[mode])
         machine.deepsleep()
 
     def reboot(self):

@@ -22,11 +22,13 @@ class Device:
         self.id = cfg["id"]
         self.site = cfg["site"]
         self.hb = cfg["hb"]
+        self.fw = cfg.get("fw") or FW  # main.py sets it from app/VERSION after an update
         self.sleep_after = cfg.get("sleep", 0) if board.can_sleep else 0
         self.app = None
         self.presses = hw.Presses()
         self._io = []
         self._handlers = {"cmd": self._cmd}
+        self._raw = set()
         self._topics = {}
         self._t0 = time.ticks_ms()
         b = cfg["broker"]
@@ -62,11 +64,16 @@ class Device:
         self.mqtt.publish(t, data, protocol.qos(msg), protocol.retain(msg), first)
         return True
 
-    def on(self, msg, handler):
-        """handler(payload dict) for one of this kind's down messages."""
+    def on(self, msg, handler, spool=None):
+        """handler(payload dict) for one of this kind's down messages. With spool
+        (a file path) the payload streams to that file and handler(path) validates
+        it, raising ProtocolError: for payloads too big for the heap (kds tickets)."""
         if msg not in protocol.SUBSCRIBES[self.kind]:
             raise ValueError("%s devices do not receive %r" % (self.kind, msg))
         self._handlers[msg] = handler
+        if spool:
+            self._raw.add(msg)
+            self.mqtt.spool[self.topic(msg).encode()] = spool
 
     def _dispatch(self, topic, data):
         msg = self._topics.get(topic)
@@ -74,16 +81,18 @@ class Device:
             log("warn", "message on unexpected topic %s dropped" % topic)
             return
         try:
-            payload = protocol.decode(msg, data)
+            payload = data if msg in self._raw else protocol.decode(msg, data)
         except protocol.ProtocolError as e:
             log("error", "dropped %s: %s" % (msg, e))
             return
-        log("recv", "%s %dB" % (msg, len(data)))
+        log("recv", "%s %s" % (msg, data if msg in self._raw else "%dB" % len(data)))
         h = self._handlers.get(msg)
         if h is None:
             return
         try:
             h(payload)
+        except protocol.ProtocolError as e:
+            log("error", "dropped %s: %s" % (msg, e))
         except Exception as e:
             log("error", "handler %s: %s %s" % (msg, type(e).__name__, e))
             sys.print_exception(e)
@@ -96,11 +105,12 @@ class Device:
         elif op == "identify" and hasattr(self.app, "identify"):
             self.app.identify()
         elif op == "ota":
-            log("warn", "ota not supported by firmware %s" % FW)
+            from runtime import ota
+            asyncio.create_task(ota.update(self, p))
 
     def status(self):
         gc.collect()
-        s = {"online": True, "fw": FW, "hb": self.hb, "uptime": self.uptime(),
+        s = {"online": True, "fw": self.fw, "hb": self.hb, "uptime": self.uptime(),
              "heap": gc.mem_free()}
         bat = self.board.battery()
         rssi = self.board.rssi()
@@ -189,5 +199,8 @@ class Device:
         asyncio.create_task(self.mqtt.run())
         asyncio.create_task(self._heartbeats())
         asyncio.create_task(self.board.serve(self))
-        log("boot", "%s %s/%s fw %s board %s" % (self.kind, self.site, self.id, FW, self.cfg["board"]))
+        log("boot", "%s %s/%s fw %s board %s" % (self.kind, self.site, self.id, self.fw, self.cfg["board"]))
+        if self.cfg.get("ota_trial"):
+            from runtime import ota
+            asyncio.create_task(ota.confirm(self))
         await self.app.run()
