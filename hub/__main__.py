@@ -11,11 +11,19 @@ import urllib.parse
 from amqtt.errors import BrokerError
 
 import protocol
+from hub.access import Access
 from hub.api import HttpServer, create_app
+from hub.bouncer import BURST, RATE
 from hub.broker import EmbeddedBroker
 from hub.bus import Bus
+from hub.channels import ADAPTERS
 from hub.core import Hub
+from hub.fleet import LOW_BATTERY, Registry
+from hub.kitchen import stored_menu
+from hub.floor import FloorError, read_file
+from hub.stations import MenuError, load_menu
 from hub.store import Store
+from hub.webhooks import StatusWebhook
 
 log = logging.getLogger("hub")
 
@@ -46,6 +54,38 @@ def site_name(text):
     return text
 
 
+def floor_file(text):
+    try:
+        return pathlib.Path(text), read_file(text)
+    except FloorError as exc:
+        raise argparse.ArgumentTypeError(str(exc))
+
+
+def menu_file(text):
+    try:
+        menu = load_menu(text)
+    except MenuError as exc:
+        raise argparse.ArgumentTypeError(str(exc))
+    menu.path = text  # menu changes made over HTTP are written back here
+    return menu
+
+
+def webhook_url(text):
+    url = urllib.parse.urlsplit(text)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise argparse.ArgumentTypeError("expected http(s)://HOST[:PORT]/PATH, got %r" % text)
+    return text
+
+
+def channel_secret(text):
+    name, sep, secret = text.partition("=")
+    known = sorted(ADAPTERS) + ["api"]
+    if not sep or not secret or name not in known:
+        raise argparse.ArgumentTypeError("expected NAME=SECRET with NAME one of %s, got %r"
+                                         % (", ".join(known), name or text))
+    return name, secret
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m hub",
@@ -62,9 +102,39 @@ def parse_args(argv=None):
                         help="restaurant id in the topics rfm/v1/<site>/... (default demo)")
     parser.add_argument("--broker", type=broker_url, metavar="mqtt://HOST:PORT",
                         help="use this external broker (e.g. Mosquitto) instead of the embedded one")
+    parser.add_argument("--floor", type=floor_file, metavar="FILE",
+                        help="floor plan JSON (call types, sections, waiters, shifts, escalation); "
+                             "changes made over HTTP are written back to it (default: the floor kept "
+                             "in the database, else a built-in demo floor)")
+    parser.add_argument("--auth", action="store_true",
+                        help="per-device MQTT credentials and topic ACLs on the broker, and an admin token "
+                             "for HTTP writes (files in <data-dir>/auth; default: anonymous demo mode)")
+    parser.add_argument("--broker-reload", metavar="CMD",
+                        help="with --auth and --broker: command that makes the external broker re-read "
+                             "the auth files after a registration, e.g. 'systemctl reload mosquitto'")
+    parser.add_argument("--device-rate", type=float, default=RATE, metavar="N",
+                        help="messages a second one device may send, sustained (burst %d); a device over it "
+                             "is flagged and its excess dropped (default %g; 0: no limit)" % (BURST, RATE))
+    parser.add_argument("--low-battery", type=int, default=LOW_BATTERY, metavar="PERCENT",
+                        help="battery level under which a device raises a task (default %d)" % LOW_BATTERY)
+    parser.add_argument("--menu", type=menu_file, metavar="FILE",
+                        help="menu JSON: kitchen stations, their displays and ageing thresholds, and which "
+                             "dish or category each cooks; changes made over HTTP are written back to it "
+                             "(default: the menu kept in the database, else a built-in demo menu)")
+    parser.add_argument("--channel-secret", type=channel_secret, action="append", default=[],
+                        metavar="NAME=SECRET",
+                        help="signing secret of an order channel (%s; 'api' makes POST /api/orders need "
+                             "a signature); repeat for each channel" % ", ".join(sorted(ADAPTERS)))
+    parser.add_argument("--status-webhook", type=webhook_url, metavar="URL",
+                        help="POST every order status change here (signed, retried from a durable outbox)")
+    parser.add_argument("--webhook-secret", metavar="SECRET",
+                        help="HMAC-SHA256 key signing the status webhook (required with --status-webhook)")
     parser.add_argument("--log-level", type=str.upper, default="INFO",
                         choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="default INFO")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.status_webhook and not args.webhook_secret:
+        parser.error("--status-webhook needs --webhook-secret")
+    return args
 
 
 def setup_logging(level):
@@ -88,26 +158,47 @@ async def run(args):
         owner = store.setting("site", args.site)
         if owner != args.site:
             raise SiteMismatch("%s holds site %r, not %r" % (store.path, owner, args.site))
+        access = None
+        if args.auth:
+            listener = (None if args.bind in ("0.0.0.0", "") else args.bind, args.broker[1] if args.broker else 1883)
+            access = Access(args.data_dir, args.site, args.broker_reload, listener)
+            access.write(Registry(store).credentials())
         if args.broker:
             host, port = args.broker
         else:
-            broker = EmbeddedBroker(args.bind, args.mqtt_port)
+            # the broker's limit is twice the hub's: the hub still sees a flood, flags it and says so
+            plugins = access.amqtt_plugins(2 * args.device_rate, 2 * BURST) if access else None
+            broker = EmbeddedBroker(args.bind, args.mqtt_port, plugins, access.client_id_ok if access else None)
             await broker.start()
             stack.push_async_callback(broker.stop)
             host, port = ("127.0.0.1" if args.bind in ("0.0.0.0", "") else args.bind), args.mqtt_port
-        hub = Hub(store, args.site)
+        webhooks = StatusWebhook(store, args.status_webhook, args.webhook_secret) if args.status_webhook else None
+        hub = Hub(store, args.site, menu=args.menu or stored_menu(store), webhooks=webhooks,
+                  channel_secrets=dict(args.channel_secret))
+        hub.bouncer.rate = args.device_rate
+        hub.fleet.setup(args.data_dir, access, port, args.low_battery)
+        if args.floor:
+            hub.floor.path, doc = args.floor
+            hub.floor.set(doc, write=False)
         http = HttpServer(create_app(hub), args.bind, args.http_port)
         hub.bus = Bus(host, port, args.site,
-                      on_uplink=lambda *msg: hub.submit(hub.uplink, *msg),
-                      on_connect=lambda: hub.submit(hub.restore))
+                      on_uplink=lambda kind, dev, msg, payload, ack: hub.submit(hub.uplink, kind, dev, msg,
+                                                                                payload, after=ack),
+                      on_connect=lambda: hub.submit(hub.restore),
+                      auth=access.hub_identity() if access else None, bouncer=hub.bouncer)
         hub.bus.start()
         stack.push_async_callback(asyncio.to_thread, hub.bus.stop)
         hub.start()
         stack.push_async_callback(asyncio.to_thread, hub.stop)
+        if webhooks:
+            webhooks.start()
+            stack.push_async_callback(asyncio.to_thread, webhooks.stop)
         http.start()
         stack.push_async_callback(asyncio.to_thread, http.stop)
         log.info("hub up: site %s, broker %s%s, http %s, data %s", args.site, hub.bus.url,
                  "" if args.broker else " (embedded)", http.url, store.path)
+        if access:
+            log.info("broker auth on: files in %s, admin token in %s", access.dir, access.path("admin_token"))
         await stop.wait()
         log.info("stopping")
     log.info("hub stopped")

@@ -6,6 +6,7 @@ from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import make_server
 
+from hub import fleet_http, floor_api, intake, screens, web
 from hub.calls import STATES
 
 MAX_LIMIT = 1000
@@ -41,6 +42,12 @@ def create_app(hub):
     def http_error(exc):
         return {"error": exc.description}, exc.code
 
+    app.register_blueprint(floor_api.blueprint(hub))
+    app.register_blueprint(fleet_http.blueprint(hub))
+    app.register_blueprint(intake.blueprint(hub))
+    app.register_blueprint(screens.blueprint(hub))
+    web.register(app, hub)  # the web pages: sessions, CSRF, live feed, page blueprints
+
     @app.get("/api/health")
     def health():
         connected = hub.bus is not None and hub.bus.connected
@@ -63,7 +70,8 @@ def create_app(hub):
 
     @app.get("/api/devices")
     def devices():
-        return {"devices": [device_json(row) for row in hub.devices.list(request.args.get("kind") or None)]}
+        return {"devices": [dict(device_json(row), flags=hub.bouncer.flags(row["kind"], row["id"]))
+                            for row in hub.devices.list(request.args.get("kind") or None)]}
 
     return app
 
