@@ -8,7 +8,7 @@ TABLES  ?= 6
 PAGERS  ?= 3
 MINUTES ?= 5
 
-.PHONY: help setup run test firmware sim clean flash
+.PHONY: help setup run test firmware font sim clean flash
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -28,6 +28,9 @@ test: $(STAMP)  ## run every test (needs mosquitto installed; see .ci/run)
 
 firmware: $(STAMP)  ## compile each device app to .mpy bundles in build/fw and print sizes
 	$(BIN)/python firmware/build.py --out build/fw $(APPS)
+
+font: $(STAMP)  ## rebuild display/font16.bin from fonts-wqy-zenhei: ASCII + display/kitchen_words.txt (+ MENU=menu.json)
+	$(BIN)/python display/fontgen.py $(if $(MENU),--text-file "$(MENU)")
 
 flash: $(STAMP)  ## blank ESP32 to registered device: PORT=/dev/ttyUSB0 KIND=table ID=T12 FIRMWARE=mp.bin WIFI_SSID=.. HUB=http://..:8080 (Wi-Fi key: env RFM_WIFI_PSK; FLASH_ARGS=--help)
 	$(BIN)/python firmware/flash.py --port "$(PORT)" --kind "$(KIND)" --id "$(ID)" $(if $(FIRMWARE),--firmware "$(FIRMWARE)") $(if $(HUB),--hub "$(HUB)") $(if $(MODEL),--model "$(MODEL)") $(if $(WIFI_SSID),--wifi-ssid "$(WIFI_SSID)") $(FLASH_ARGS)

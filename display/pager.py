@@ -13,17 +13,19 @@ def age_text(s):
 
 
 def row_text(task, age):
-    """'T12  water   1m': table, type, '*' when acked, age."""
-    mark = "*" if task["state"] == "acked" else " "
+    """'T12  water   1m': table, type, '*' when acked ('!' when paged again), age."""
+    mark = "*" if task["state"] == "acked" else "!" if task["page"] > 1 else " "
     return "%-4s %-7s%s%3s" % (task["table"][:4], task["type"][:7], mark, age_text(age))
 
 
-def render(fb, tasks, selected, now, since=0, online=True):
+def render(fb, tasks, selected, now, since=0, online=True, battery=None):
     """Draw the queue; a task's age is its `age` plus (now - since) seconds,
-    `since` being when the snapshot arrived. Does not call show()."""
+    `since` being when the snapshot arrived; battery in % if known. Does not call show()."""
     fb.fill(0)
     n = len(tasks)
     fb.text("%d task%s" % (n, "" if n == 1 else "s"), 0, 0, 1)
+    if battery is not None:
+        fb.text("%d%%" % battery, 72, 0, 1)
     link = "ok" if online else "OFF"
     fb.text(link, W - 8 * len(link), 0, 1)
     fb.hline(0, 10, W, 1)

@@ -2,7 +2,8 @@
 """Compile device bundles with mpy-cross.
 
 Each app gets <out>/<app>/ holding runtime/*.mpy, boards/*.mpy, apps/<app>.mpy,
-protocol/__init__.mpy, display/*.mpy (apps that draw) and main.py as source.
+protocol/__init__.mpy, display/*.mpy (apps that draw), data files (the kitchen
+font) and main.py as source.
 Copy a bundle's contents to the device root (plus config.json), or run it on
 the unix port with MICROPYPATH=.frozen:<bundle>.
 """
@@ -14,8 +15,9 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-APPS = ("table_button", "waiter_pager")
-USES_DISPLAY = ("waiter_pager",)
+APPS = ("table_button", "waiter_pager", "kitchen_display")
+DISPLAY = {"waiter_pager": ("pager",), "kitchen_display": ("font", "kds", "kds_eink", "kds_lcd")}  # display/
+DATA = {"kitchen_display": ("display/font16.bin",)}  # files shipped as they are
 BOARDS = ("sim", "esp32")
 
 
@@ -39,10 +41,13 @@ def sources(app, boards):
             out.append((os.path.join(rt, name), "runtime/" + name[:-3]))
     for b in boards:
         out.append((os.path.join(HERE, "boards", b + ".py"), "boards/" + b))
-    out.append((os.path.join(HERE, "apps", app + ".py"), "apps/" + app))
+    apps = os.path.join(HERE, "apps")
+    for name in sorted(os.listdir(apps)):  # the app and its helper modules, apps/<app>_*.py
+        if name == app + ".py" or name.startswith(app + "_") and name.endswith(".py"):
+            out.append((os.path.join(apps, name), "apps/" + name[:-3]))
     out.append((os.path.join(ROOT, "protocol", "__init__.py"), "protocol/__init__"))
-    if app in USES_DISPLAY:
-        out.append((os.path.join(ROOT, "display", "pager.py"), "display/pager"))
+    for mod in DISPLAY.get(app, ()):
+        out.append((os.path.join(ROOT, "display", mod + ".py"), "display/" + mod))
     return out
 
 
@@ -56,6 +61,8 @@ def build(app, out, boards, tool=None):
     for src, rel in sources(app, boards):
         total += compile_one(src, rel + ".py", os.path.join(dest, rel + ".mpy"), tool)
     shutil.copy(os.path.join(HERE, "main.py"), os.path.join(dest, "main.py"))
+    for rel in DATA.get(app, ()):
+        shutil.copy(os.path.join(ROOT, rel), os.path.join(dest, rel))
     return dest, total
 
 
@@ -74,7 +81,8 @@ def main(argv=None):
             ap.error("unknown app %r (choose from %s)" % (app, ", ".join(APPS)))
     for app in a.apps:
         dest, total = build(app, a.out, a.board or list(BOARDS), a.tool)
-        print("%s: %d bytes of .mpy in %s" % (app, total, dest))
+        data = sum(os.path.getsize(os.path.join(dest, rel)) for rel in DATA.get(app, ()))
+        print("%s: %d bytes of .mpy%s in %s" % (app, total, " + %d bytes of data" % data if data else "", dest))
     return 0
 
 

@@ -12,7 +12,7 @@ from tests.brokers import free_port, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEAP = "112000"
-APP_OF = {"table": "table_button", "pager": "waiter_pager"}
+APP_OF = {"table": "table_button", "pager": "waiter_pager", "kds": "kitchen_display"}
 _bundles = {}
 
 

@@ -8,6 +8,8 @@ import json
 import machine
 import network
 import os
+import struct
+import time
 from machine import ADC, I2C, Pin
 from runtime.log import log
 
@@ -41,6 +43,89 @@ class _Oled:
         self.i2c.writevto(self.addr, (b"\x40", self.buf))
 
 
+class _Spi:
+    """A panel on SPI with chip select and data/command lines."""
+
+    def __init__(self, spi, p):
+        self.spi = spi
+        self.cs = Pin(p["cs"], Pin.OUT, value=1)
+        self.dc = Pin(p["dc"], Pin.OUT, value=0)
+        rst = Pin(p["rst"], Pin.OUT, value=1)
+        rst.value(0)
+        time.sleep_ms(10)
+        rst.value(1)
+        time.sleep_ms(120)
+
+    def cmd(self, c, data=b""):
+        self.cs.value(0)
+        self.dc.value(0)
+        self.spi.write(bytes((c,)))
+        if data:
+            self.dc.value(1)
+            self.spi.write(data)
+        self.cs.value(1)
+
+
+class _Ili9341(_Spi):
+    """ILI9341 320x240 in landscape. push() writes a window of big-endian RGB565
+    rows, the byte order display.kds draws in; pixels show at once."""
+
+    def __init__(self, spi, p):
+        super().__init__(spi, p)
+        self.light = machine.PWM(Pin(p["backlight"]), freq=1000, duty_u16=65535)
+        # software reset, sleep out, 16 bit pixels, row/column exchange + BGR, display on
+        for c, data, ms in ((0x01, b"", 150), (0x11, b"", 120), (0x3A, b"\x55", 0), (0x36, b"\x28", 0),
+                            (0x29, b"", 20)):
+            self.cmd(c, data)
+            time.sleep_ms(ms)
+
+    def push(self, x, y, w, h, buf):
+        self.cmd(0x2A, struct.pack(">HH", x, x + w - 1))
+        self.cmd(0x2B, struct.pack(">HH", y, y + h - 1))
+        self.cmd(0x2C, buf)
+
+    def refresh(self, rects):
+        pass
+
+
+class _Epd42(_Spi):
+    """Waveshare 4.2" e-paper V2 (SSD1683), 400x300, MONO_HLSB rows with 1 = white.
+    push() writes a window of the panel's RAM (x and width on 8 px boundaries, as
+    display.kds cells are); refresh() shows the RAM with the full waveform (0xF7,
+    ~4 s, BUSY high meanwhile), right on every panel revision. The fast partial
+    waveform also needs the previous image in RAM 0x26: enable it per Waveshare's
+    notes for the revision named by epd.panel in the pin map."""
+
+    def __init__(self, spi, p):
+        super().__init__(spi, p)
+        self.busy = Pin(p["busy"], Pin.IN)
+        self.wait()
+        self.cmd(0x12)  # software reset
+        self.wait()
+        self.cmd(0x21, b"\x40\x00")  # display update control: normal RAM
+        self.cmd(0x3C, b"\x05")  # border waveform
+        self.cmd(0x11, b"\x03")  # data entry: x then y increasing
+
+    def wait(self):
+        for _ in range(400):  # at most 10 s
+            if not self.busy.value():
+                return
+            time.sleep_ms(25)
+        log("error", "e-paper still busy after 10 s")
+
+    def push(self, x, y, w, h, buf):
+        self.cmd(0x44, bytes((x // 8, (x + w - 1) // 8)))
+        self.cmd(0x45, struct.pack("<HH", y, y + h - 1))
+        self.cmd(0x4E, bytes((x // 8,)))
+        self.cmd(0x4F, struct.pack("<H", y))
+        self.cmd(0x24, buf)
+
+    def refresh(self, rects):
+        self.cmd(0x22, b"\xf7")
+        self.cmd(0x20)
+        self.wait()
+
+
 class Board:
     can_sleep = True
 
@@ -71,6 +156,23 @@ class Board:
         p = self._buttons[name] = Pin(self.pins["buttons"][name], Pin.IN)
         active = self.pins["button_active"]
         return lambda: p.value() == active
+
+    def has_button(self, name):
+        return name in self.pins["buttons"]
+
+    def buzzer_pin(self):
+        """The piezo wants ~2.8 kHz at 50 %, not DC."""
+        pwm = machine.PWM(Pin(self.pins["buzzer"]), freq=2800, duty_u16=0)
+        return lambda on: pwm.duty_u16(32768 if on else 0)
+
+    def panel(self, name, width, height):
+        """The kitchen panel for a display.kds layout, on the pin map's SPI bus."""
+        part = "epd" if name == "eink" else "lcd"
+        if part not in self.pins or (self.pins[part]["width"], self.pins[part]["height"]) != (width, height):
+            raise ValueError("board: layout %s needs a %dx%d %s in the pin map" % (name, width, height, part))
+        s = self.pins["spi"]
+        spi = machine.SPI(s["id"], baudrate=s["baudrate"], sck=Pin(s["sck"]), mosi=Pin(s["mosi"]))
+        return (_Epd42 if part == "epd" else _Ili9341)(spi, self.pins[part])
 
     def led_pin(self, name):
         on = self.pins.get("led_active", 1)

@@ -17,12 +17,13 @@ def _nop(*a):
 
 
 class _Pin:
-    """A button pin a test presses: each press is PRESS_MS down, PRESS_MS up."""
+    """A button pin a test presses: each press is `ms` (PRESS_MS) down, PRESS_MS up."""
 
     def __init__(self):
         self.down = False
         self.pending = 0
         self.busy = False
+        self.ms = PRESS_MS
 
     def __call__(self):
         return self.down
@@ -33,10 +34,58 @@ class _Pin:
                 break
             self.pending -= 1
             self.down = True
-            await asyncio.sleep_ms(PRESS_MS)
+            await asyncio.sleep_ms(self.ms)
             self.down = False
             await asyncio.sleep_ms(PRESS_MS)
         self.busy = False
+
+
+class _Panel:
+    """A kitchen panel whose memory is a file (outside the MicroPython heap), raw
+    rows in the layout's format (RGB565 big-endian or MONO_HLSB, 1 = white), so
+    tests and previews read what the device drew."""
+
+    def __init__(self, path, name, width, height):
+        self.path = path
+        self.name = name
+        self.width = width
+        self.height = height
+        self.rgb = name == "lcd"
+        self.row = width * 2 if self.rgb else (width + 7) // 8
+        self.pushes = 0
+        self.refreshes = 0
+        self.last = []
+        with open(path, "wb") as f:
+            blank = bytes(self.row)
+            for _ in range(height):
+                f.write(blank)
+        self.f = open(path, "r+b")
+
+    def push(self, x, y, w, h, buf):
+        rb = w * 2 if self.rgb else w // 8
+        off = x * 2 if self.rgb else x // 8
+        for r in range(h):
+            self.f.seek((y + r) * self.row + off)
+            self.f.write(buf[r * rb:(r + 1) * rb])
+        self.pushes += 1
+
+    def refresh(self, rects):
+        self.f.flush()
+        self.refreshes += 1
+        self.last = [list(r) for r in rects]
+
+
+class _Buzzer:
+    """Counts beeps (off -> on edges)."""
+
+    def __init__(self):
+        self.on = False
+        self.beeps = 0
+
+    def __call__(self, on):
+        if on and not self.on:
+            self.beeps += 1
+        self.on = bool(on)
 
 
 class Board:
@@ -48,6 +97,8 @@ class Board:
         self.bat = 100
         self._pins = {}
         self._fb = None
+        self._panel = None
+        self._buzzer = _Buzzer()
         try:
             os.mkdir(self.data)
         except OSError:
@@ -63,6 +114,16 @@ class Board:
 
     def vibra_pin(self):
         return _nop
+
+    def has_button(self, name):
+        return True
+
+    def buzzer_pin(self):
+        return self._buzzer
+
+    def panel(self, name, width, height):
+        self._panel = _Panel(self.data_path("screen.raw"), name, width, height)
+        return self._panel
 
     def display(self):
         self._fb = framebuf.FrameBuffer(bytearray(128 * 64 // 8), 128, 64, framebuf.MONO_VLSB)
@@ -110,7 +171,14 @@ class Board:
                     rep = self._handle(json.loads(line))
                 except Exception as e:
                     rep = {"error": "%s %s" % (type(e).__name__, e)}
-                w.write(json.dumps(rep).encode() + b"\n")
+                data = b'{"error":"MemoryError"}\n'
+                for _ in range(20):  # a device short of heap answers a little later
+                    try:
+                        data = json.dumps(rep).encode() + b"\n"
+                        break
+                    except MemoryError:
+                        await asyncio.sleep_ms(50)
+                w.write(data)
                 await w.drain()
         except OSError:
             pass
@@ -125,6 +193,7 @@ class Board:
             if p is None:
                 return {"error": "no button %r" % req["press"]}
             p.pending = min(p.pending + 1, 8)
+            p.ms = max(PRESS_MS, min(5000, int(req.get("ms", PRESS_MS))))  # {"ms": 1500}: held
             if not p.busy:
                 p.busy = True
                 asyncio.create_task(p.drive())
@@ -139,6 +208,14 @@ class Board:
             if self._fb is None:
                 return {"error": "this device has no screen"}
             return {"pbm": binascii.b2a_base64(self._pbm()).decode().strip()}
+        if get == "screen":
+            p = self._panel
+            if p is None:
+                return {"error": "this device has no kitchen panel"}
+            return {"path": p.path, "layout": p.name, "width": p.width, "height": p.height,
+                    "pushes": p.pushes, "refreshes": p.refreshes, "last": p.last}
+        if get == "buzzer":
+            return {"beeps": self._buzzer.beeps, "on": self._buzzer.on}
         return {"error": "unknown request"}
 
     def _pbm(self):

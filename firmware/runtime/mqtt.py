@@ -1,6 +1,7 @@
 # Compact asyncio MQTT 3.1.1 client: QoS 0/1 out, QoS 0/1 in, last will,
 # keepalive, bounded outbox with DUP re-send, reconnect with backoff.
 import asyncio
+import os
 import random
 import struct
 import time
@@ -54,6 +55,7 @@ class MQTT:
         self.connected = False
         self.on_message = None  # (topic str, payload bytes)
         self.on_connect = None  # ()
+        self.spool = {}  # topic bytes -> file path: such payloads stream to the file
         self._w = None
         self._pid = 0
         self._ping = False
@@ -285,6 +287,20 @@ class MQTT:
             else:
                 log("warn", "unexpected packet type %d" % kind)
 
+    async def _spool(self, r, n, path):
+        """Stream n payload bytes to path (whole or not at all); return path."""
+        with open(path + ".tmp", "wb") as f:
+            while n > 0:
+                b = await r.readexactly(min(256, n))
+                f.write(b)
+                n -= len(b)
+        try:
+            os.rename(path + ".tmp", path)
+        except OSError:  # file systems that refuse to replace
+            os.remove(path)
+            os.rename(path + ".tmp", path)
+        return path
+
     async def _on_publish(self, r, typ, n):
         qos = (typ >> 1) & 3
         tl = struct.unpack("!H", await r.readexactly(2))[0]
@@ -305,6 +321,8 @@ class MQTT:
                 if n <= 0:
                     break
                 n -= len(await r.readexactly(min(512, n)))
+        elif topic in self.spool:
+            payload = await self._spool(r, n, self.spool[topic])
         else:
             payload = await r.readexactly(n) if n else b""
         if qos == 1:
