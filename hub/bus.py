@@ -36,16 +36,19 @@ class Outbox:
 
 
 class Bus:
-    def __init__(self, host, port, site, on_uplink, on_connect, auth=None):
+    def __init__(self, host, port, site, on_uplink, on_connect, auth=None, bouncer=None, tls=None):
         """on_uplink(kind, device, message, payload, ack) gets each valid uplink of this site
         and calls ack(ok) once it is handled (committed, or dropped as failing): until then the
         broker keeps the QoS 1 message in the hub's session and delivers it again after a crash.
-        on_connect() runs after every (re)connection and subscription. auth: (username, password)."""
+        on_connect() runs after every (re)connection and subscription. auth: (username, password).
+        bouncer: hub.bouncer.Bouncer (rate limits and payload claims). tls: CA file of the broker."""
         self.host = host
         self.port = port
         self.site = site
         self.on_uplink = on_uplink
         self.on_connect = on_connect
+        self.bouncer = bouncer
+        self.tls = tls
         self.connected = False
         self._echoes = collections.Counter()
         self._echo_lock = threading.Lock()
@@ -55,6 +58,8 @@ class Bus:
                                    manual_ack=True)
         if auth:
             self._client.username_pw_set(*auth)
+        if tls:
+            self._client.tls_set(ca_certs=str(tls))
         self._client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -62,7 +67,7 @@ class Bus:
 
     @property
     def url(self):
-        return "mqtt://%s:%d" % (self.host, self.port)
+        return "%s://%s:%d" % ("mqtts" if self.tls else "mqtt", self.host, self.port)
 
     def start(self):
         self._client.connect_async(self.host, self.port, keepalive=KEEPALIVE_S)
@@ -145,7 +150,15 @@ class Bus:
             if not data:
                 log.debug("retained message cleared on %s", t)
                 return False
+            if self.bouncer is not None:
+                refused = self.bouncer.admit(kind, device)
+                if refused is not None:
+                    if refused:  # said once per flood, not per message
+                        self.reject(t, refused)
+                    return False
             payload = protocol.decode(message, data)
+            if self.bouncer is not None:
+                self.bouncer.claims(kind, device, message, payload)
         except protocol.ProtocolError as exc:
             self.reject(t, str(exc))
             return False

@@ -1,6 +1,6 @@
 """The pager queue: which pager gets a task, and the ranked snapshot each pager shows.
 
-Tasks come from sources (the call desk today, kitchen pickups later), so every kind of
+Tasks come from sources (the call desk, device alerts, kitchen pickups), so every kind of
 task competes in one ranked list per pager. A pager always receives its whole list
 (retained, seq increasing), never a diff.
 """
@@ -41,22 +41,37 @@ def rank(tasks):
 
 
 class Pagers:
-    def __init__(self, store, devices, outbox):
+    def __init__(self, store, devices, outbox, floor=None):
         self.store = store
         self.devices = devices
         self.outbox = outbox
+        self.floor = floor  # hub.floor.Floor: who is on duty with which pager; None: every pager
         self.sources = []  # callables: pager id -> list of Task held by that pager
         self._dirty = set()
 
     def tasks(self, pager):
         return rank([task for source in self.sources for task in source(pager)])
 
-    def pick(self):
-        """The online pager holding the fewest tasks, or None."""
+    def load(self, pager):
+        return len(self.tasks(pager))
+
+    def eligible(self, now=None):
+        """{pager: waiter} of the waiters on duty whose pager is online, in floor order
+        (waiter None for every online pager when there is no floor)."""
         online = self.devices.online("pager")
-        if not online:
+        if self.floor is None:
+            return {pager: None for pager in online}
+        online = set(online)
+        return {w["pager"]: w for w in self.floor.on_duty(now) if w["pager"] in online}
+
+    def pick(self, roles=None, exclude=(), now=None):
+        """The eligible pager (of a waiter with one of `roles`, if given) holding the fewest
+        tasks, or None."""
+        staff = [pager for pager, w in self.eligible(now).items()
+                 if pager not in exclude and (roles is None or w is None or w["role"] in roles)]
+        if not staff:
             return None
-        return min(online, key=lambda pager: (len(self.tasks(pager)), pager))
+        return min(staff, key=lambda pager: (self.load(pager), staff.index(pager)))
 
     def touch(self, pager):
         """Note that a pager's list changed; its snapshot goes out at flush()."""

@@ -4,6 +4,8 @@ import sqlite3
 import threading
 
 SCHEMA_VERSION = 1
+# Modules with tables of their own append their CREATE ... IF NOT EXISTS scripts here.
+EXTRA_SCHEMAS = []
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -78,6 +80,8 @@ class Store:
             raise RuntimeError("%s has schema version %d, newer than this hub's %d"
                                % (self.path, version, SCHEMA_VERSION))
         self._db.executescript(SCHEMA)
+        for script in EXTRA_SCHEMAS:
+            self._db.executescript(script)
         self._db.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
 
     @contextlib.contextmanager
