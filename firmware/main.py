@@ -55,6 +55,7 @@ def _pick_app():
 
 
 FW, TRIAL, NOTE = _pick_app()
+del _exists, _rmtree, _read, _pick_app  # boot only: their heap goes back
 
 APPS = {"table": "table_button", "pager": "waiter_pager", "kds": "kitchen_display"}
 
@@ -70,6 +71,7 @@ def main():
     except config.ConfigError as e:
         log("error", str(e))
         sys.exit(2)
+    del config, sys.modules["runtime.config"], sys.modules["runtime"].config  # boot only: its heap goes back
     if NOTE:
         log("boot", NOTE)
     if FW:

@@ -24,16 +24,23 @@ class ProtocolError(ValueError):
 # A spec is a tuple: (type, required, extra). extra by type:
 #   "str":  (max_len, choices or None)     "int": (min, max)
 #   "list": (max_items, item_schema or None)  "bool"/"dict": None
+_seen = {}  # equal specs share one tuple (heap on the device); dropped after the tables
+
+
+def _one(spec):
+    return _seen.setdefault(spec, spec)
+
+
 def _s(n, req=True, choices=None):
-    return ("str", req, (n, choices))
+    return _one(("str", req, (n, choices)))
 
 
 def _i(lo, hi, req=True):
-    return ("int", req, (lo, hi))
+    return _one(("int", req, (lo, hi)))
 
 
 def _b(req=True):
-    return ("bool", req, None)
+    return _one(("bool", req, None))
 
 
 def _l(n, item=None, req=True):
@@ -135,6 +142,8 @@ MESSAGES = {
     }),
 }
 
+del _seen
+
 # Messages a device of each kind subscribes to (its own id only).
 SUBSCRIBES = {
     "table": ("feedback", "cmd"),
@@ -231,7 +240,7 @@ def _check_obj(prefix, schema, obj):
         raise ProtocolError(prefix.rstrip(".") or "payload", "must be a JSON object")
     for key in obj:
         if key not in schema:
-            raise ProtocolError(prefix + str(key), "unknown field")
+            raise ProtocolError(prefix + (str(key) or '""'), "unknown field")
     for key in schema:
         spec = schema[key]
         if key in obj and obj[key] is not None:

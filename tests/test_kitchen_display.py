@@ -42,7 +42,9 @@ def expected(layout, tickets, sel=0, online=True, station="wok", more=0):
 
 
 def screen(dev):
-    with open(dev.request({"get": "screen"})["path"], "rb") as f:
+    rep = dev.request({"get": "screen"})
+    assert "path" in rep, "%s answered %r to get screen\n%s" % (dev.id, rep, dev.log_tail)
+    with open(rep["path"], "rb") as f:
         return f.read()
 
 

@@ -21,7 +21,6 @@ import protocol
 from apps.kitchen_display_tickets import MAX_TICKETS, R, _h, _read, parse
 from display import font, kds
 from runtime import hw
-from runtime.config import ConfigError
 from runtime.log import log
 
 NEW = [150, 80, 150]
@@ -33,6 +32,12 @@ HIDE_MS = 15000  # a ticket bumped here that the hub still lists shows again aft
 asyncio.wait_for, asyncio.wait_for_ms, asyncio.open_connection, asyncio.start_server
 
 
+def _bad(text):
+    from runtime.config import ConfigError  # main.py dropped the module after boot
+
+    return ConfigError(text)
+
+
 class App:
     def __init__(self, dev):
         gc.collect()
@@ -40,10 +45,10 @@ class App:
         cfg = dev.cfg
         name = cfg.get("layout", "lcd")
         if name not in kds.NAMES:
-            raise ConfigError("config: layout must be one of %s" % ", ".join(kds.NAMES))
+            raise _bad("config: layout must be one of %s" % ", ".join(kds.NAMES))
         a = cfg.get("ageing", [kds.WARN_S, kds.LATE_S])
         if not isinstance(a, list) or len(a) != 2 or not isinstance(a[0], int) or not 0 < a[0] < a[1]:
-            raise ConfigError("config: ageing must be [warn s, late s] with 0 < warn < late")
+            raise _bad("config: ageing must be [warn s, late s] with 0 < warn < late")
         self.layout = name
         self.station = cfg.get("station", dev.id)
         self.ageing = a  # until a snapshot brings its station's thresholds

@@ -7,8 +7,7 @@ import time
 import protocol
 from runtime import hw
 from runtime.log import log
-from runtime.mqtt import MQTT
-from runtime.store import Counter
+from runtime.mqtt import MQTT, tls_context
 
 FW = "0.1.0"
 OFFLINE = b'{"online":false}'
@@ -37,7 +36,8 @@ class Device:
                          keepalive=cfg.get("keepalive", 60),
                          will=(self.topic("status"), OFFLINE, 1, True),
                          outbox=cfg.get("outbox", 32), retry=cfg.get("retry", 10),
-                         backoff=cfg.get("backoff", 60), link=board.link)
+                         backoff=cfg.get("backoff", 60), link=board.link,
+                         tls=tls_context(b["ca"]) if b.get("ca") else None)
         self.mqtt.on_message = self._dispatch
         self.mqtt.on_connect = self._online
         for msg in protocol.SUBSCRIBES[self.kind]:
@@ -152,6 +152,8 @@ class Device:
         return self._add(hw.Screen(fb, show))
 
     def counter(self, name, block=16):
+        from runtime.store import Counter  # only apps that count load it (heap)
+
         return Counter(self.board.data_path(name), block)
 
     async def press(self):
