@@ -8,7 +8,7 @@ TABLES  ?= 6
 PAGERS  ?= 3
 MINUTES ?= 5
 
-.PHONY: help setup run test firmware font sim clean flash
+.PHONY: help setup run test fuzz firmware font sim clean flash bench rush faults
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -26,6 +26,9 @@ run: $(STAMP)  ## start the hub with its embedded broker (127.0.0.1:1883, http :
 test: $(STAMP)  ## run every test (needs mosquitto installed; see .ci/run)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q tests
 
+fuzz: $(STAMP)  ## fuzz protocol decode, the order channels, floor and menu loaders (FUZZ=100000 inputs each)
+	FUZZ_EXAMPLES=$(or $(FUZZ),100000) $(BIN)/python -m pytest -v tests/test_fuzz.py
+
 firmware: $(STAMP)  ## compile each device app to .mpy bundles in build/fw and print sizes
 	$(BIN)/python firmware/build.py --out build/fw $(APPS)
 
@@ -37,6 +40,17 @@ flash: $(STAMP)  ## blank ESP32 to registered device: PORT=/dev/ttyUSB0 KIND=tab
 
 sim: $(STAMP)  ## a simulated restaurant: hub + TABLES buttons + PAGERS pagers on real firmware
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python firmware/simulate.py --tables $(TABLES) --pagers $(PAGERS)
+
+bench: $(STAMP)  ## floor vs hub on amqtt and Mosquitto, firmware heap; JSON in build/bench.json (BENCH_ARGS=--help)
+	mkdir -p build
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python tests/bench/run.py --out build/bench.json $(BENCH_ARGS)
+
+rush: $(STAMP)  ## dinner rush through the real hub, RUSH_MINUTES (default 2): 200 tables, 30 pagers, 6 displays; exit 1 on loss
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python tests/bench/rush.py --minutes $(or $(RUSH_MINUTES),2) $(RUSH_ARGS)
+
+faults: $(STAMP)  ## fault suite: 50 hub kills, broker restart, black hole, duplicates, slow subscriber (FAULTS_ARGS=--quick)
+	mkdir -p build
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python tests/bench/faults.py --out build/faults.json $(FAULTS_ARGS)
 
 clean:  ## remove build output and local hub data
 	rm -rf build data .pytest_cache

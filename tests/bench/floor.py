@@ -19,6 +19,7 @@ pager topic out). `floor(...)` runs the fixed bare-broker set:
 """
 import itertools
 import os
+import socket
 import threading
 import time
 
@@ -91,6 +92,13 @@ def fresh_topics():
 
 
 # --- paho plumbing -------------------------------------------------------------
+def nodelay(client):
+    """TCP_NODELAY on a connected paho client, as the hub sets it (hub/bus.py): else Nagle
+    holds a publish behind the client's own unacknowledged PUBACK until the broker's delayed
+    ACK, up to 40 ms, and p99 measures that instead of the broker."""
+    client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class Conn:
     """One paho client with its own network thread (loop_start), QoS 1, MQTT 3.1.1."""
 
@@ -115,6 +123,7 @@ class Conn:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if not reason_code.is_failure:
+            nodelay(client)
             self._connected.set()
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):

@@ -1,7 +1,9 @@
-"""Benchmark harness: bare-broker floor now, "through the hub" rows later.
+"""Benchmark harness (`make bench`): the bare-broker floor, the real hub at a dinner rush
+beside it, and the firmware's memory, for amqtt and Mosquitto, in one run.
 
     .venv/bin/python tests/bench/run.py [--broker amqtt|mosquitto|both] [--quick]
-                                        [--out results.json] [--reps N]
+                                        [--out results.json] [--reps N] [--profile]
+                                        [--fw-cycles N]
 
 For each broker it starts a fresh broker on a free 127.0.0.1 port (launch.py) and
 runs `reps` repetitions (3 by default) of the floor (floor.py, paho-mqtt only):
@@ -9,6 +11,13 @@ runs `reps` repetitions (3 by default) of the floor (floor.py, paho-mqtt only):
   one_hop_p50_ms / one_hop_p99_ms  QoS 1 table --call--> broker --> subscriber
   two_hop_p50_ms / two_hop_p99_ms  table --call--> broker --> relay --tasks--> broker --> pager
   one_hop_msg_s  / two_hop_msg_s   QoS 1 messages/s end to end, every sequence number checked
+
+and after the first repetition the registered scenarios: scenario_hub.py runs the real hub
+(`python -m hub`) with 200 tables, 30 pagers and 6 kitchen displays (fleet.py) and prints
+press-to-pager latency, service-event throughput, order-to-display latency and RSS beside
+the floor, with the issue's targets met or missed. Then firmware_mem.py runs every device
+app under MicroPython (free heap, leak check, bundle sizes). Exit status 1 on any loss,
+duplicate, leak or error.
 
 Each value is the median over the repetitions; `noise` is (max - min) / median across
 them. The machine is shared, so absolute numbers mean little: compare ratios only.
@@ -57,7 +66,9 @@ for p in (ROOT, HERE):
     if p not in sys.path:
         sys.path.insert(0, p)
 
+import firmware_mem  # noqa: E402
 import floor  # noqa: E402
+import hotspots  # noqa: E402
 import launch  # noqa: E402
 import scenarios  # noqa: E402
 from stats import median, ratio, spread  # noqa: E402
@@ -101,14 +112,19 @@ def machine_info():
     return info
 
 
+COUNTS = ("lost", "dup")  # summed over repetitions, never a median
+
+
 def _median_metrics(reps):
-    keys = [k for k in reps[0] if isinstance(reps[0][k], (int, float)) and k != "lost"]
-    out = {k: median([r[k] for r in reps if r.get(k) is not None]) for k in keys}
-    out["lost"] = sum(r.get("lost", 0) or 0 for r in reps)
+    keys = {k for r in reps for k, v in r.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in COUNTS}
+    out = {k: median([r[k] for r in reps if r.get(k) is not None]) for k in sorted(keys)}
+    for k in COUNTS:
+        out[k] = sum(r.get(k, 0) or 0 for r in reps)
     return out
 
 
-def run_broker(name, sizes, quick, active, log):
+def run_broker(name, sizes, quick, active, log, profile=False):
     res = {"version": launch.version_of(name), "reps": [], "raw": [], "scenarios": {}}
     scen = {s.name: {"reps": [], "errors": []} for s in active}
     with launch.broker(name) as b:
@@ -124,7 +140,7 @@ def run_broker(name, sizes, quick, active, log):
             for s in active:
                 if rep >= s.reps:
                     continue
-                ctx = scenarios.Context(name, b.host, b.port, quick, sizes, rep)
+                ctx = scenarios.Context(name, b.host, b.port, quick, sizes, rep, profile)
                 t = time.monotonic()
                 try:
                     r = s.fn(ctx)
@@ -147,6 +163,10 @@ def run_broker(name, sizes, quick, active, log):
             d["metrics"] = _median_metrics(d["reps"])
             d["ratios"] = {k: ratio(v, res["floor"].get(s.floor_key(k)))
                            for k, v in d["metrics"].items() if s.floor_key(k)}
+            d["notes"] = sorted({n for r in d["reps"] for n in r.get("notes", ())})
+            d["profile"] = next((r["profile"] for r in d["reps"] if r.get("profile")), None)
+            if s.report is not None:
+                d["targets"] = s.report(d["metrics"], res["floor"])
         res["scenarios"][s.name] = d
     return res
 
@@ -162,19 +182,35 @@ def rows_of(results, active):
             d = res["scenarios"].get(s.name, {})
             for k, v in d.get("metrics", {}).items():
                 fk = s.floor_key(k)
-                if fk is None:
+                unit = scenarios.FLOOR_METRICS[fk] if fk else s.units.get(k)
+                if unit is None:
                     continue
-                rows.append({"broker": name, "scenario": s.name, "metric": k,
-                             "unit": scenarios.FLOOR_METRICS[fk], "value": v,
-                             "floor": res["floor"].get(fk), "ratio": d["ratios"].get(k),
-                             "noise": None})
+                rows.append({"broker": name, "scenario": s.name, "metric": k, "unit": unit, "value": v,
+                             "floor": res["floor"].get(fk) if fk else None,
+                             "ratio": d["ratios"].get(k) if fk else None, "noise": None})
     return rows
 
 
 def _fmt(v, unit):
     if v is None:
         return "-"
-    return "%.0f" % v if unit == "msg/s" else "%.3f" % v
+    if unit in ("msg/s", "call/s"):
+        return "%.0f" % v
+    return "%.1f" % v if unit == "MB" else "%.3f" % v
+
+
+def print_scenario_notes(results, out=sys.stdout):
+    """Targets met or missed, notes (e.g. pending rows) and profile hotspots, per broker."""
+    for name, res in results.items():
+        for s, d in res["scenarios"].items():
+            for k, t in (d.get("targets") or {}).items():
+                print("%s %s target %s: %.3f (want %s) %s" % (
+                    name, s, k, t["value"], t["target"], "met" if t["met"] else "MISSED"), file=out)
+            for note in d.get("notes") or ():
+                print("%s %s: %s" % (name, s, note), file=out)
+            for phase, summary in sorted((d.get("profile") or {}).items()):
+                print(hotspots.format_summary(summary, "%s %s profile of the hub (%s phase)" % (name, s, phase)),
+                      file=out)
 
 
 def print_table(rows, results, errors=(), out=sys.stdout):
@@ -188,6 +224,7 @@ def print_table(rows, results, errors=(), out=sys.stdout):
             _fmt(r["floor"], r["unit"]),
             "-" if r["ratio"] is None else "%.2fx" % r["ratio"],
             "-" if r["noise"] is None else "%.0f%%" % (100 * r["noise"])), file=out)
+    print_scenario_notes(results, out)
     for name, res in results.items():
         print("%s %s: lost %d, dup %d, noise max %s" % (
             name, res["version"], res["floor"]["lost"], res["floor"].get("dup", 0),
@@ -203,7 +240,7 @@ def print_table(rows, results, errors=(), out=sys.stdout):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(
-        description="Bare-broker floor (and registered hub scenarios) for amqtt and Mosquitto.")
+        description="Bare-broker floor, the real hub at a dinner rush, and firmware memory, for amqtt and Mosquitto.")
     ap.add_argument("--broker", choices=("amqtt", "mosquitto", "both"), default="both")
     ap.add_argument("--quick", action="store_true", help="small counts, 2 repetitions (smoke test)")
     ap.add_argument("--reps", type=int, help="repetitions of the floor (default 3, quick 2)")
@@ -211,6 +248,10 @@ def main(argv=None):
     ap.add_argument("--only", action="append", metavar="SCENARIO",
                     help="run only these registered scenarios (floor always runs)")
     ap.add_argument("--no-scenarios", action="store_true", help="floor only")
+    ap.add_argument("--profile", action="store_true",
+                    help="sample the hub with py-spy while it is saturated (throughput phase; pip install py-spy)")
+    ap.add_argument("--fw-cycles", type=int, metavar="N",
+                    help="firmware memory session length per app (default 150, quick 40; 0 skips it)")
     args = ap.parse_args(argv)
 
     sizes = dict(SIZES["quick" if args.quick else "full"])
@@ -230,15 +271,24 @@ def main(argv=None):
     for name in brokers:
         try:
             results[name] = run_broker(name, sizes, args.quick,
-                                       [s for s in active if name in s.brokers], log)
+                                       [s for s in active if name in s.brokers], log, args.profile)
         except Exception:
             errors.append("%s: %s" % (name, traceback.format_exc()))
             log(errors[-1])
+    fw_cycles = args.fw_cycles if args.fw_cycles is not None else (40 if args.quick else 150)
+    fw = None
+    if fw_cycles > 0 and not args.no_scenarios:
+        log("firmware memory: %d cycles per app" % fw_cycles)
+        try:
+            fw = firmware_mem.run(fw_cycles, log)
+            errors += firmware_mem.failures(fw)
+        except Exception:
+            errors.append("firmware: %s" % traceback.format_exc())
     info["loadavg_after"] = list(os.getloadavg())
     info["broker_versions"] = {n: launch.version_of(n) for n in brokers}
     rows = rows_of(results, active)
     lost = sum(r["floor"]["lost"] for r in results.values()) + sum(
-        d.get("metrics", {}).get("lost", 0) or 0
+        (d.get("metrics", {}).get("lost", 0) or 0) + (d.get("metrics", {}).get("dup", 0) or 0)
         for r in results.values() for d in r["scenarios"].values())
     for r in results.values():
         for s, d in r["scenarios"].items():
@@ -254,6 +304,7 @@ def main(argv=None):
         "scenarios": [s.name for s in active],
         "rows": rows,
         "lost": lost,
+        "firmware": fw,
         "errors": errors,
         "elapsed_s": round(time.monotonic() - t0, 1),
     }
@@ -261,6 +312,8 @@ def main(argv=None):
         with open(args.out, "w") as f:
             json.dump(doc, f, indent=1)
     print_table(rows, results, errors)
+    if fw is not None:
+        print(firmware_mem.format_report(fw))
     print("payloads: call %d B, tasks %d B; load %s -> %s; %.0f s" % (
         floor.SIZES["call"], floor.SIZES["tasks"],
         " ".join("%.2f" % x for x in info["loadavg_before"]),

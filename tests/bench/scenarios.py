@@ -27,6 +27,8 @@ class Scenario:
     brokers: tuple = ("amqtt", "mosquitto")
     reps: int = 1
     vs: dict = field(default_factory=dict)
+    units: dict = field(default_factory=dict)
+    report: object = None
 
     def floor_key(self, metric):
         key = self.vs.get(metric, metric)
@@ -36,12 +38,16 @@ class Scenario:
 REGISTRY = []
 
 
-def scenario(name, brokers=("amqtt", "mosquitto"), reps=1, vs=None):
-    """Decorator: register fn(ctx) -> dict of metrics as scenario `name`."""
+def scenario(name, brokers=("amqtt", "mosquitto"), reps=1, vs=None, units=None, report=None):
+    """Decorator: register fn(ctx) -> dict of metrics as scenario `name`.
+
+    units {metric: unit} prints metrics that have no floor counterpart (no ratio);
+    report(metrics, floor) -> {name: {"value", "target", "met"}} judges targets once the
+    floor medians are known (reported, never asserted)."""
     def deco(fn):
         if any(s.name == name for s in REGISTRY):
             raise ValueError("scenario %r registered twice" % name)
-        REGISTRY.append(Scenario(name, fn, tuple(brokers), reps, dict(vs or {})))
+        REGISTRY.append(Scenario(name, fn, tuple(brokers), reps, dict(vs or {}), dict(units or {}), report))
         return fn
     return deco
 
@@ -57,6 +63,7 @@ class Context:
     sizes       the floor's counts and caps (latency_n, warmup, latency_cap_s,
                 throughput_n, throughput_cap_s); use them so rows are comparable
     rep         repetition index (0-based)
+    profile     --profile was given: sample the hub with py-spy where it makes sense
     floor       the floor module: latency_run, throughput_run, call_payload,
                 tasks_payload, call_seq, tasks_seq, fresh_topics, Conn, SITE
     """
@@ -66,6 +73,7 @@ class Context:
     quick: bool
     sizes: dict
     rep: int
+    profile: bool = False
     floor: object = _floor
 
     @staticmethod
@@ -73,9 +81,9 @@ class Context:
         return launch.free_port()
 
     @staticmethod
-    def start_broker(name, port=None):
+    def start_broker(name, port=None, as_hub=False):
         """Context manager: another bare broker (e.g. for a hub with its own config)."""
-        return launch.broker(name, port)
+        return launch.broker(name, port, as_hub)
 
     @staticmethod
     @contextlib.contextmanager
