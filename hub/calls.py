@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS call_escalations (
     target  TEXT                          -- the pager this step paged; NULL: nobody to page
 );
 CREATE INDEX IF NOT EXISTS call_escalations_by_time ON call_escalations (at);
+CREATE INDEX IF NOT EXISTS calls_ended_by_table ON calls (table_id, COALESCE(done_at, cancelled_at));
 """
 _store.EXTRA_SCHEMAS.append(SCHEMA)
 
@@ -60,6 +61,7 @@ _LIVE_SQL = "('open', 'assigned', 'acked')"
 TIERS = ("runner", "section", "colleague", "manager")
 # What a table is told about a call in each state.
 TOLD = {"open": "seen", "assigned": "seen", "acked": "on_the_way", "done": "done", "cancelled": "cancelled"}
+RECENT_S, RECENT_MAX = 900, 20  # ended calls a table that comes back is told about again
 _SELECT = ("SELECT calls.*, t.step, t.due_at, t.watcher FROM calls"
            " LEFT JOIN call_timers t ON t.call_id = calls.id")
 
@@ -79,6 +81,7 @@ class CallDesk:
         self.outbox = outbox
         self.floor = floor
         self._duty = None  # ids of the waiters on duty when last looked
+        self._told = set()  # tables told where their calls stand since the last resume
         pagers.sources.append(self.tasks_on)
 
     # --- queries ---------------------------------------------------------
@@ -183,6 +186,24 @@ class CallDesk:
         self.pagers.touch(pager)
         self.rebalance(now)
 
+    def table_online(self, table, now, fresh):
+        """A table's status: back (fresh), or first heard since the last resume. Its session is
+        clean, so feedback sent while it was away is gone: repeat its live calls and those
+        that ended in the last RECENT_S."""
+        if not fresh and table in self._told:
+            return
+        self._told.add(table)
+        ended = self.store.query("SELECT * FROM calls WHERE table_id = ? AND COALESCE(done_at, cancelled_at) >= ?"
+                                 " ORDER BY COALESCE(done_at, cancelled_at) DESC LIMIT ?",
+                                 (table, now - RECENT_S, RECENT_MAX))
+        # +table_id: look among the few live calls (calls_by_state), not all of the table's
+        rows = ended[::-1] + self.store.query("SELECT * FROM calls WHERE state IN %s AND +table_id = ?"
+                                              " ORDER BY raised_at, id" % _LIVE_SQL, (table,))
+        for call in rows:
+            self._feedback_one(self._newest_id(call), call)
+        if rows:
+            log.info("table %s back: told again where %d calls stand", table, len(rows))
+
     def set_floor(self, now, doc):
         """Put a new floor in effect at once: tasks move off waiters no longer at work, and
         unacknowledged ones to a better-placed colleague (a section's new server)."""
@@ -199,6 +220,7 @@ class CallDesk:
         """After a (re)start or reconnection: settle every call and tell every table again
         where its calls stand (feedback sent before a crash may never have left)."""
         self._duty = self._on_duty(now)
+        self._told.clear()  # tables may reconnect after this: tell each again when it speaks
         self.rebalance(now)
         for call in self.live():
             self._feedback_one(self._newest_id(call), call)

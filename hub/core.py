@@ -120,6 +120,8 @@ class Hub:
                 self.calls.pager_online(device, now)
             else:
                 self.calls.pager_offline(device, now)
+        if kind == "table" and (change == "online" or message == "status" and payload["online"]):
+            self.calls.table_online(device, now, change == "online")
         if change:
             self.orders.presence(kind, device, change, now)
         handler = self.handlers.get(message)
@@ -145,6 +147,7 @@ class Hub:
                  len(pagers))
 
     def tick(self, now):
+        self.bouncer.expire()
         for kind, device in self.devices.supervise(now):
             if kind == "pager":
                 self.calls.pager_offline(device, now)

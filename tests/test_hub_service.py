@@ -169,6 +169,39 @@ def test_restart_tells_tables_again_and_resends_snapshots(dining):
     assert dining.tasks("P1") == ["T1-1", "T2-1"]
 
 
+def test_a_table_back_online_hears_what_happened_while_it_was_away(dining):
+    dining.online("P1")
+    dining.press("T1", "T1-0", "water")
+    dining.act("P1", "T1-0", "done")
+    dining.now += 20 * 60  # ended too long ago to repeat
+    dining.press("T1", "T1-1", "waiter")
+    dining.now += 60
+    dining.press("T1", "T1-2", "waiter")  # a reminder: the table knows the call by both ids
+    dining.press("T1", "T1-3", "bill")
+    dining.up("table", "T1", "status", {"online": False})  # its last will
+    dining.act("P1", "T1-1", "done")
+    dining.act("P1", "T1-3", "ack")
+    dining.bus.sent.clear()
+    dining.up("table", "T1", "status", {"online": True, "hb": 3600})
+    assert dining.feedback("T1") == [("T1-2", "done", "P1"), ("T1-3", "on_the_way", "P1")]
+    dining.bus.sent.clear()
+    dining.up("table", "T1", "status", {"online": True, "hb": 3600})  # a heartbeat: nothing new
+    assert dining.feedback("T1") == []
+
+
+def test_a_table_reconnecting_after_a_hub_crash_hears_its_call_is_done(dining):
+    dining.online("P1")
+    dining.press("T1", "T1-1", "waiter")
+    dining.act("P1", "T1-1", "done")
+    dining.restart()  # the done may never have left; the table reconnects after the hub's restore
+    dining.bus.sent.clear()
+    dining.up("table", "T1", "status", {"online": True, "hb": 3600})  # still online in the database
+    assert dining.feedback("T1") == [("T1-1", "done", "P1")]
+    dining.bus.sent.clear()
+    dining.up("table", "T1", "status", {"online": True, "hb": 3600})
+    assert dining.feedback("T1") == []
+
+
 def test_shift_change_moves_open_tasks(dining):
     doc = floor_doc()
     doc["waiters"][0]["shifts"] = ["11:00-12:30"]  # Ana leaves at 12:30
