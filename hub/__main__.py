@@ -8,14 +8,12 @@ import signal
 import sys
 import urllib.parse
 
-from amqtt.errors import BrokerError
-
 import protocol
-from hub.access import Access
+from hub.access import SUPERUSERS, Access, username
 from hub.api import HttpServer, create_app
-from hub.bouncer import BURST, RATE
-from hub.broker import EmbeddedBroker
+from hub.bouncer import BURST, PACKETS_S, RATE
 from hub.bus import Bus
+from hub.certs import Certs, lan_hosts
 from hub.channels import ADAPTERS
 from hub.core import Hub
 from hub.fleet import LOW_BATTERY, Registry
@@ -90,8 +88,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m hub",
         description="The restaurant hub: MQTT broker (embedded amqtt unless --broker), call desk, HTTP API.")
-    parser.add_argument("--mqtt-port", type=int, default=1883,
-                        help="port of the embedded broker (default 1883; ignored with --broker)")
+    parser.add_argument("--mqtt-port", type=int, default=None,
+                        help="port of the embedded broker (default 1883, 8883 with --tls; ignored with --broker)")
     parser.add_argument("--http-port", type=int, default=8080, help="port of the HTTP API (default 8080)")
     parser.add_argument("--bind", default="127.0.0.1",
                         help="address the embedded broker and the HTTP API listen on "
@@ -112,6 +110,13 @@ def parse_args(argv=None):
     parser.add_argument("--broker-reload", metavar="CMD",
                         help="with --auth and --broker: command that makes the external broker re-read "
                              "the auth files after a registration, e.g. 'systemctl reload mosquitto'")
+    parser.add_argument("--tls", action="store_true",
+                        help="MQTT (embedded broker, or the Mosquitto listener --auth writes) and HTTP over TLS, "
+                             "with the hub's own CA in <data-dir>/tls, made on first use (python -m hub.certs); "
+                             "registered devices get the CA in their config")
+    parser.add_argument("--tls-host", action="append", default=[], metavar="HOST",
+                        help="with --tls: another address or name devices use to reach the hub; repeat "
+                             "(this machine's LAN address and names are always in its certificate)")
     parser.add_argument("--device-rate", type=float, default=RATE, metavar="N",
                         help="messages a second one device may send, sustained (burst %d); a device over it "
                              "is flagged and its excess dropped (default %g; 0: no limit)" % (BURST, RATE))
@@ -132,6 +137,8 @@ def parse_args(argv=None):
     parser.add_argument("--log-level", type=str.upper, default="INFO",
                         choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="default INFO")
     args = parser.parse_args(argv)
+    if args.mqtt_port is None:
+        args.mqtt_port = 8883 if args.tls else 1883
     if args.status_webhook and not args.webhook_secret:
         parser.error("--status-webhook needs --webhook-secret")
     return args
@@ -158,17 +165,26 @@ async def run(args):
         owner = store.setting("site", args.site)
         if owner != args.site:
             raise SiteMismatch("%s holds site %r, not %r" % (store.path, owner, args.site))
+        certs = None
+        bind = None if args.bind in ("0.0.0.0", "") else args.bind
+        if args.tls:
+            certs = Certs(args.data_dir)
+            hosts = certs.ensure(lan_hosts() + args.tls_host + ([bind] if bind else []), args.site)
+            log.info("TLS on: CA %s, hub certificate for %s", certs.path("ca"), ", ".join(hosts))
         access = None
         if args.auth:
-            listener = (None if args.bind in ("0.0.0.0", "") else args.bind, args.broker[1] if args.broker else 1883)
-            access = Access(args.data_dir, args.site, args.broker_reload, listener)
+            listener = (bind, args.broker[1] if args.broker else 1883)
+            access = Access(args.data_dir, args.site, args.broker_reload, listener, certs and certs.files())
             access.write(Registry(store).credentials())
         if args.broker:
             host, port = args.broker
         else:
+            from hub.broker import EmbeddedBroker  # amqtt is loaded only for the embedded broker
             # the broker's limit is twice the hub's: the hub still sees a flood, flags it and says so
             plugins = access.amqtt_plugins(2 * args.device_rate, 2 * BURST) if access else None
-            broker = EmbeddedBroker(args.bind, args.mqtt_port, plugins, access.client_id_ok if access else None)
+            broker = EmbeddedBroker(args.bind, args.mqtt_port, plugins, access.client_id_ok if access else None,
+                                    certs and (certs.path("cert"), certs.path("key")),
+                                    access and (lambda user: 0 if user in SUPERUSERS else PACKETS_S))
             await broker.start()
             stack.push_async_callback(broker.stop)
             host, port = ("127.0.0.1" if args.bind in ("0.0.0.0", "") else args.bind), args.mqtt_port
@@ -176,16 +192,22 @@ async def run(args):
         hub = Hub(store, args.site, menu=args.menu or stored_menu(store), webhooks=webhooks,
                   channel_secrets=dict(args.channel_secret))
         hub.bouncer.rate = args.device_rate
+        if access:
+            def quarantine(now, kind, device, flooding):
+                access.quarantine(username(kind, device), flooding, Registry(store).credentials())
+            hub.bouncer.on_flood = lambda kind, device, flooding: hub.submit(quarantine, kind, device, flooding)
         hub.fleet.setup(args.data_dir, access, port, args.low_battery)
+        hub.fleet.ca = certs and certs.ca_pem()
         if args.floor:
             hub.floor.path, doc = args.floor
             hub.floor.set(doc, write=False)
-        http = HttpServer(create_app(hub), args.bind, args.http_port)
+        http = HttpServer(create_app(hub), args.bind, args.http_port, certs and certs.server_context())
         hub.bus = Bus(host, port, args.site,
                       on_uplink=lambda kind, dev, msg, payload, ack: hub.submit(hub.uplink, kind, dev, msg,
                                                                                 payload, after=ack),
                       on_connect=lambda: hub.submit(hub.restore),
-                      auth=access.hub_identity() if access else None, bouncer=hub.bouncer)
+                      auth=access.hub_identity() if access else None, bouncer=hub.bouncer,
+                      tls=certs and certs.path("ca"))
         hub.bus.start()
         stack.push_async_callback(asyncio.to_thread, hub.bus.stop)
         hub.start()
@@ -204,12 +226,18 @@ async def run(args):
     log.info("hub stopped")
 
 
+def _broker_errors():
+    """amqtt's startup error, if the embedded broker was loaded."""
+    errors = sys.modules.get("amqtt.errors")
+    return (errors.BrokerError,) if errors else ()
+
+
 def main(argv=None):
     args = parse_args(argv)
     setup_logging(args.log_level)
     try:
         asyncio.run(run(args))
-    except (OSError, BrokerError, SiteMismatch) as exc:
+    except (OSError, SiteMismatch, *_broker_errors()) as exc:
         log.error("hub failed to start: %s", exc)
         return 1
     except Exception:

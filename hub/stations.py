@@ -102,7 +102,7 @@ def _station(name, spec):
     known = ("label", "devices", "warn_min", "late_min", "expo", "max_tickets")
     for key in spec:
         if key not in known:
-            raise MenuError("%s.%s: unknown field (known: %s)" % (path, key, ", ".join(known)))
+            raise MenuError("%s.%s: unknown field (known: %s)" % (path, key or '""', ", ".join(known)))
     label = spec.get("label", name)
     if not isinstance(label, str) or not 0 < len(label) <= 24:
         raise MenuError("%s.label: must be a string of 1-24 characters" % path)
@@ -131,7 +131,7 @@ class Menu:
             raise MenuError("menu: must be a JSON object")
         for key in spec:
             if key not in ("stations", "items", "categories", "default"):
-                raise MenuError("%s: unknown field (known: stations, items, categories, default)" % key)
+                raise MenuError("%s: unknown field (known: stations, items, categories, default)" % (key or '""'))
         stations = spec.get("stations")
         if not isinstance(stations, dict) or not stations:
             raise MenuError("stations: must be a non-empty object of station name -> settings")
@@ -223,12 +223,14 @@ class Stations:
 
     def tickets(self, station, now):
         """The station's open tickets as the display shows them, oldest first."""
-        rows = self.store.query("SELECT tickets.*, orders.channel, orders.number, orders.table_name,"
+        return [self._wire(row, now) for row in self._open(station)]
+
+    def _open(self, station):
+        return self.store.query("SELECT tickets.*, orders.channel, orders.number, orders.table_name,"
                                 " orders.note, orders.allergy FROM tickets JOIN orders"
                                 " ON orders.id = tickets.order_id WHERE tickets.station = ?"
                                 " AND tickets.state = 'open' ORDER BY tickets.opened_at, orders.n",
                                 (station,))
-        return [self._wire(row, now) for row in rows]
 
     def allergy(self, ticket):
         """The allergy banner of a ticket: the order's and its own lines' allergies."""
@@ -242,16 +244,16 @@ class Stations:
         return self.store.query("SELECT * FROM order_lines WHERE order_id = ? AND station = ? ORDER BY pos",
                                 (ticket["order_id"], ticket["station"]))
 
-    def _allergy(self, ticket, order_allergy):
+    def _allergy(self, ticket, order_allergy, lines=None):
         parts = [order_allergy] if order_allergy else []
-        for line in self._lines(ticket):
+        for line in self._lines(ticket) if lines is None else lines:
             if line["allergy"] and not line["void"]:
                 parts.append("%s: %s" % (line["name"], line["allergy"]))
         return "; ".join(parts)
 
     def _wire(self, row, now):
         station = self.menu.stations[row["station"]]
-        lines = self._lines(row)
+        lines = all_lines = self._lines(row)
         if len(lines) > MAX_LINES:
             lines = [line for line in lines if not line["void"]]
         hidden = len(lines) - MAX_LINES + 1 if len(lines) > MAX_LINES else 0
@@ -278,7 +280,7 @@ class Stations:
         ticket["items"] = items
         if row["note"]:
             ticket["note"] = _clip(row["note"], 160)
-        allergy = self._allergy(row, row["allergy"])
+        allergy = self._allergy(row, row["allergy"], all_lines)
         if allergy:
             ticket["allergy"] = _clip(allergy, 160)
             ticket["allergy_ack"] = bool(row["allergy_ack"])
@@ -457,28 +459,30 @@ class Stations:
             self.orders.shown(sorted(shown), now)
 
     def publish(self, device, now, lists):
-        """Send a display its station's list; lists caches each station's tickets for this flush."""
+        """Send a display its station's list; lists caches, per station for this flush, the count
+        of its open tickets and the first max_tickets of them rendered."""
         station = self.menu.stations[self.menu.device_station[device]]
         if station.name not in lists:
-            lists[station.name] = self.tickets(station.name, now)
-        tickets = lists[station.name]
+            rows = self._open(station.name)
+            lists[station.name] = (len(rows), [self._wire(row, now) for row in rows[:station.max_tickets]])
+        total, tickets = lists[station.name]
         row = self.store.one("SELECT seq FROM kds_snapshots WHERE device = ?", (device,))
         seq = (row["seq"] if row else 0) + 1
         shown = min(len(tickets), station.max_tickets)
         for shown in range(shown, -1, -1):  # drop tickets from the end until it fits the contract
             payload = {"seq": seq, "station": station.name, "warn": station.warn_s, "late": station.late_s,
                        "tickets": tickets[:shown]}
-            if shown < len(tickets):
-                payload["more"] = len(tickets) - shown
+            if shown < total:
+                payload["more"] = total - shown
             try:
                 protocol.encode("tickets", payload)
                 break
             except protocol.ProtocolError:
                 if not shown:
                     raise
-        if shown < len(tickets):
+        if shown < total:
             log.info("kds %s shows %d of station %s's %d open tickets", device, len(payload["tickets"]),
-                     station.name, len(tickets))
+                     station.name, total)
         self.store.run("INSERT OR REPLACE INTO kds_snapshots (device, seq, payload) VALUES (?, ?, ?)",
                        (device, seq, json.dumps(payload, ensure_ascii=False)))
         self.outbox.send("kds", device, "tickets", payload)
