@@ -152,6 +152,8 @@ def make_config(kind, dev_id, reg, broker_host, wifi_ssid, wifi_psk):
            "broker": {"host": broker_host, "port": reg["broker"]["port"], "user": reg["username"],
                       "password": reg["password"]},
            "wifi": {"ssid": wifi_ssid, "psk": wifi_psk}}
+    if reg["broker"].get("ca"):  # hub --tls: MQTT over TLS, trusting only the hub's CA
+        cfg["broker"]["ca"] = reg["broker"]["ca"]
     try:
         return fwconfig.check(cfg)
     except fwconfig.ConfigError as exc:

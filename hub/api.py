@@ -4,7 +4,7 @@ import threading
 
 from flask import Flask, request
 from werkzeug.exceptions import HTTPException
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from hub import fleet_http, floor_api, intake, screens, web
 from hub.calls import STATES
@@ -76,12 +76,26 @@ def create_app(hub):
     return app
 
 
+class _Requests(WSGIRequestHandler):
+    """Werkzeug's request log without query strings: a diner's link carries its table's token."""
+
+    def log_request(self, code="-", size="-"):
+        path = self.path
+        if "?" in path:
+            self.path = path.split("?", 1)[0] + "?…"
+        try:
+            super().log_request(code, size)
+        finally:
+            self.path = path
+
+
 class HttpServer:
     """Werkzeug's threaded server in a thread of its own, so it can be shut down."""
 
-    def __init__(self, app, host, port):
-        self.url = "http://%s:%d" % (host, port)
-        self._server = make_server(host, port, app, threaded=True)
+    def __init__(self, app, host, port, ssl_context=None):
+        """ssl_context: an ssl.SSLContext to serve HTTPS (hub --tls)."""
+        self.url = "%s://%s:%d" % ("https" if ssl_context else "http", host, port)
+        self._server = make_server(host, port, app, threaded=True, ssl_context=ssl_context, request_handler=_Requests)
         self._thread = threading.Thread(target=self._server.serve_forever, name="hub-http", daemon=True)
 
     def start(self):

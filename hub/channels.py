@@ -12,8 +12,9 @@ Each follows the channel's published documentation:
 - shopify (an online shop): shopify.dev "Verify webhook deliveries" (X-Shopify-Hmac-SHA256 =
   base64 HMAC-SHA256 of the raw body; topic in X-Shopify-Topic), REST Order resource.
 
-Only Toast signs a timestamp, so only Toast deliveries are held to a replay window; the
-others rely on de-duplication by (channel, order id) and on the order's version.
+Only Toast signs a timestamp, so only Toast deliveries are held to a replay window; every
+verify() returns the signature it checked, and hub/receipts.py applies each signed delivery
+once (the replay protection of the channels without a timestamp).
 """
 import base64
 import datetime
@@ -96,7 +97,7 @@ def _clip(text, n):
 
 
 def _qty(value, path):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:  # NaN too
         raise ChannelError(path, "must be a number of at least 0")
     return min(max(int(math.ceil(value)), 1), 999)
 
@@ -127,6 +128,7 @@ class Toast:
             _window(_epoch(stamp, "timestamp"), now, REPLAY_WINDOW_S, "timestamp")
         except ChannelError as exc:
             raise SignatureError(str(exc))
+        return given
 
     def normalise(self, obj, headers):
         if not isinstance(obj, dict):
@@ -185,6 +187,7 @@ class Deliveroo:
         given = _header(headers, "X-Deliveroo-Hmac-Sha256").lower()
         mac = hmac.new(secret.encode("utf-8"), guid.encode("utf-8") + b" " + body, hashlib.sha256)
         _same(mac.hexdigest(), given, "X-Deliveroo-Hmac-Sha256")
+        return given
 
     def normalise(self, obj, headers):
         if not isinstance(obj, dict):
@@ -227,6 +230,7 @@ class Shopify:
     def verify(self, headers, body, secret, now):
         given = _header(headers, "X-Shopify-Hmac-Sha256")
         _same(_b64_hmac(secret, body), given, "X-Shopify-Hmac-Sha256")
+        return given
 
     def normalise(self, obj, headers):
         topic = headers.get("X-Shopify-Topic")
@@ -279,7 +283,8 @@ def verify_api(headers, body, secret, now):
     """POST /api/orders when a secret for `api` is set: the hub's own scheme (as its status webhook)."""
     stamp = _header(headers, "X-RFM-Timestamp")
     given = _header(headers, "X-RFM-Signature")
-    if not stamp.isdigit():
+    if not (stamp.isascii() and stamp.isdigit()):
         raise SignatureError("X-RFM-Timestamp: must be unix seconds")
     _same(sign(secret, int(stamp), body), given, "X-RFM-Signature")
     _window(int(stamp), now, API_WINDOW_S, "X-RFM-Timestamp")
+    return given

@@ -112,6 +112,7 @@ class Fleet:
         self.low_battery = low_battery
         self.registry = Registry(store)
         self.access = None  # hub.access.Access when broker auth is on
+        self.ca = None  # with --tls: the hub's CA certificate (PEM), which devices get in their config
         self.firmware = None
         self.mqtt_port = None
         self._checked = 0.0

@@ -114,7 +114,8 @@ def blueprint(hub):
                 fleet.access.write(fleet.registry.credentials())
         return {"kind": kind, "id": dev, "model": model, "site": hub.site, "new": new,
                 "username": auth.username(kind, dev), "password": password,
-                "broker": {"port": fleet.mqtt_port}, "auth": fleet.access is not None}, 201 if new else 200
+                "broker": dict({"port": fleet.mqtt_port}, **({"ca": fleet.ca} if fleet.ca else {})),
+                "auth": fleet.access is not None}, 201 if new else 200
 
     @bp.get("/api/fleet")
     def view():

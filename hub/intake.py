@@ -9,7 +9,7 @@ GET  /board, /board/events  the pickup board page and its live Server-Sent Event
 
 An intake answers 201 (new order) or 200 with what happened, 400 naming the bad field,
 401 when the signature does not hold; a rejected delivery writes nothing, an accepted one
-is applied in one transaction.
+is applied in one transaction, and a signed one only once (hub/receipts.py).
 """
 import json
 import time
@@ -19,6 +19,7 @@ from flask import Blueprint, Response, render_template, request
 from hub import channels
 from hub.floor_api import in_core
 from hub.orders import STATUSES, OrderError, parse
+from hub.receipts import Receipts
 from hub.webhooks import iso
 
 MAX_LIMIT = 1000
@@ -58,9 +59,15 @@ def board_json(hub):
 def blueprint(hub):
     bp = Blueprint("orders", __name__, template_folder="templates")
 
-    def take(order):
+    receipts = Receipts(hub.store)
+
+    def once(now, order, channel, signature):
+        return receipts.once(now, channel, signature, lambda: hub.orders.intake(now, order))
+
+    def take(order, signed=None):
+        """signed: (channel, the delivery's verified signature), applied at most once."""
         try:
-            result = in_core(hub, hub.orders.intake, order)
+            result = in_core(hub, once, order, *signed) if signed else in_core(hub, hub.orders.intake, order)
         except RuntimeError as exc:
             return {"error": str(exc)}, 503
         except Exception as exc:
@@ -72,8 +79,7 @@ def blueprint(hub):
         body = request.get_data()
         secret = hub.channel_secrets.get("api")
         try:
-            if secret:
-                channels.verify_api(request.headers, body, secret, hub.clock())
+            signed = ("api", channels.verify_api(request.headers, body, secret, hub.clock())) if secret else None
             obj = json.loads(body.decode("utf-8"))
         except channels.SignatureError as exc:
             return {"error": str(exc)}, 401
@@ -83,7 +89,7 @@ def blueprint(hub):
             order = parse(obj)
         except OrderError as exc:
             return {"error": str(exc), "field": exc.field}, 400
-        return take(order)
+        return take(order, signed)
 
     @bp.post("/api/channels/<name>")
     def post_channel(name):
@@ -96,7 +102,7 @@ def blueprint(hub):
                     % (name, name)}, 403
         body = request.get_data()
         try:
-            adapter.verify(request.headers, body, secret, hub.clock())
+            signature = adapter.verify(request.headers, body, secret, hub.clock())
             order = parse(adapter.normalise(json.loads(body.decode("utf-8")), request.headers))
         except channels.SignatureError as exc:
             return {"error": str(exc)}, 401
@@ -106,7 +112,7 @@ def blueprint(hub):
             return {"error": str(exc), "field": exc.field}, 400
         except (UnicodeDecodeError, ValueError):
             return {"error": "body: not valid UTF-8 JSON"}, 400
-        return take(order)
+        return take(order, (name, signature))
 
     @bp.get("/api/orders")
     def orders():

@@ -73,12 +73,12 @@ def register(hub, token, kind, dev, model=None):
     return creds
 
 
-def spoof_check(port, hub_secret, t1):
+def spoof_check(port, admin_secret, t1):
     """T1's credentials publish a call as T2, then one as itself: the hub's own client (a
     subscriber to everything) gets T1's and never T2's, which was sent first. Likewise T1,
     subscribed to both feedback topics, receives its own and never T2's. Returns the SUBACK
     codes for (T1's feedback, T2's feedback, rfm/#)."""
-    rec = Recorder(port, ["rfm/#"], auth=("hub", hub_secret))
+    rec = Recorder(port, ["rfm/#"], auth=("admin", admin_secret))  # "hub" is the hub's own client id
     dev = Client(port, t1["username"], t1["password"])
     got = []
     dev.c.on_message = lambda c, u, m: got.append(m.topic)
@@ -107,7 +107,7 @@ def test_amqtt_device_cannot_speak_for_another(tmp_path):
     try:
         auth_dir = tmp_path / "data" / "auth"
         token = (auth_dir / "admin.token").read_text().strip()
-        hub_secret = (auth_dir / "hub.secret").read_text().strip()
+        admin_secret = (auth_dir / "admin.secret").read_text().strip()
         status, body = post(hub, "/api/devices", {"kind": "table", "id": "T1"})
         assert status == 401 and "Bearer" in body["error"]
         status, body = post(hub, "/api/devices", {"kind": "table", "id": "T 1"}, token)
@@ -119,7 +119,7 @@ def test_amqtt_device_cannot_speak_for_another(tmp_path):
         assert Client(mport).connack != 0, "anonymous must be refused with --auth"
         assert Client(mport, "table/T1", "wrong").connack != 0
         # amqtt refuses the other device's subscription outright
-        assert spoof_check(mport, hub_secret, t1) == [1, 128, 128]
+        assert spoof_check(mport, admin_secret, t1) == [1, 128, 128]
         # the hub saw T1's call and nothing from T2
         wait_until(lambda: hub.get("/api/calls")[1]["calls"], 10, "T1's call at the hub")
         assert [c["table"] for c in hub.get("/api/calls")[1]["calls"]] == ["T1"]
@@ -132,8 +132,8 @@ def test_amqtt_device_cannot_speak_for_another(tmp_path):
 
 
 def _mosquitto(port, conf_dir, auth_dir):
-    lines = ["listener %d 127.0.0.1" % port, "log_dest stdout", "log_type all", "persistence false",
-             "include_dir %s" % auth_dir]
+    lines = ["log_dest stdout", "log_type all", "persistence false",
+             "include_dir %s" % auth_dir]  # which defines the listener
     if os.geteuid() == 0:
         lines.append("user root")
     conf = os.path.join(conf_dir, "mosquitto.conf")
@@ -150,15 +150,15 @@ def _mosquitto(port, conf_dir, auth_dir):
                     reason="mosquitto not installed")
 def test_mosquitto_device_cannot_speak_for_another(tmp_path):
     data = tmp_path / "data"
-    out = subprocess.run([sys.executable, "-m", "hub.access", "--data-dir", str(data)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)
+    mport, hport = free_port(), free_port()
+    out = subprocess.run([sys.executable, "-m", "hub.access", "--data-dir", str(data), "--port", str(mport),
+                          "--bind", "127.0.0.1"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     auth_dir = data / "auth"
     conf = (auth_dir / "mosquitto.conf").read_text()
     assert "use_username_as_clientid true" in conf and "allow_anonymous false" in conf
     acl = (auth_dir / "mosquitto.acl").read_text()
-    assert "pattern write rfm/v1/demo/%u/call" in acl and "pattern read rfm/v1/demo/%u/feedback" in acl
-    mport, hport = free_port(), free_port()
+    assert "user hub\ntopic readwrite rfm/#" in acl and "pattern" not in acl  # exact per-device lists
     broker = _mosquitto(mport, str(tmp_path), str(auth_dir))
     hub = None
     try:
@@ -171,8 +171,8 @@ def test_mosquitto_device_cannot_speak_for_another(tmp_path):
         wait_until(lambda: Client(mport, t1["username"], t1["password"]).connack == 0, 10,
                    "mosquitto to reload its password file")
         assert Client(mport).connack != 0, "anonymous must be refused"
-        hub_secret = (auth_dir / "hub.secret").read_text().strip()
-        spoof_check(mport, hub_secret, t1)  # Mosquitto grants SUBACKs and filters on delivery
+        admin_secret = (auth_dir / "admin.secret").read_text().strip()
+        spoof_check(mport, admin_secret, t1)  # Mosquitto grants SUBACKs and filters on delivery
         wait_until(lambda: hub.get("/api/calls")[1]["calls"], 10, "T1's call at the hub")
         assert [c["table"] for c in hub.get("/api/calls")[1]["calls"]] == ["T1"]
     finally:
@@ -190,5 +190,5 @@ def test_generated_files_match_the_registry(tmp_path):
     assert acl["subscribe-acl"]["pager/P1"] == ["rfm/v1/demo/pager/P1/tasks", "rfm/v1/demo/pager/P1/cmd"]
     assert acl["publish-acl"]["hub"] == ["#"]
     users = dict(line.split(":", 1) for line in a.path("mosquitto_passwd").read_text().split())
-    assert set(users) == {"hub", "pager/P1"} and users["pager/P1"].startswith("$7$101$")
+    assert set(users) == {"hub", "admin", "pager/P1"} and users["pager/P1"].startswith("$7$101$")
     assert oct(os.stat(a.path("hub_secret")).st_mode & 0o777) == "0o600"

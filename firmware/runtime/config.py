@@ -43,6 +43,9 @@ def check(cfg):
     for key in ("broker.port", "hb"):
         if not isinstance(_get(cfg, key), int):
             raise ConfigError("config: %s must be an integer" % key)
+    ca = cfg["broker"].get("ca")
+    if ca is not None and not (isinstance(ca, str) and "-----BEGIN CERTIFICATE-----" in ca):
+        raise ConfigError("config: broker.ca must be the hub's CA certificate (PEM), for MQTT over TLS")
     return cfg
 
 

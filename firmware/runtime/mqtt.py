@@ -34,11 +34,22 @@ def ustr(s):
     return struct.pack("!H", len(b)) + b
 
 
+def tls_context(ca_pem):
+    """A client context that trusts only the hub's CA (PEM text; mbedtls here takes DER)."""
+    import binascii
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    body = "".join(line for line in ca_pem.split("\n") if line and not line.startswith("-----"))
+    ctx.load_verify_locations(cadata=binascii.a2b_base64(body))
+    return ctx
+
+
 class MQTT:
     """Outbox entry: [pid, topic, payload, qos, retain, sent_ms or None, dup]."""
 
     def __init__(self, client_id, host, port, user=None, password=None, keepalive=60,
-                 will=None, outbox=32, retry=10, backoff=60, link=None):
+                 will=None, outbox=32, retry=10, backoff=60, link=None, tls=None):
         self.client_id = client_id
         self.host = host
         self.port = port
@@ -50,6 +61,7 @@ class MQTT:
         self.retry_ms = retry * 1000
         self.backoff_ms = backoff * 1000
         self.link = link  # async () -> bool: brings the network up
+        self.tls = tls  # an ssl.SSLContext (tls_context()) for MQTT over TLS, or None
         self.q = []
         self.subs = []
         self.connected = False
@@ -126,7 +138,7 @@ class MQTT:
     # --- session -----------------------------------------------------------
     async def _session(self):
         log("mqtt", "connecting %s:%d" % (self.host, self.port))
-        r, w = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), 10)
+        r, w = await asyncio.wait_for(asyncio.open_connection(self.host, self.port, self.tls), 10)
         self._w = w
         self._down = asyncio.Event()
         tasks = []
@@ -140,7 +152,8 @@ class MQTT:
                 raise MQTTError("connection refused, code %d" % body[1])
             self.connected = self._ok = True
             self._ping = False
-            log("mqtt", "connected %s:%d as %s" % (self.host, self.port, self.client_id))
+            log("mqtt", "connected %s:%d as %s%s" % (self.host, self.port, self.client_id,
+                                                    " over TLS" if self.tls else ""))
             if self.subs:
                 await self._subscribe(self.subs)
             if self.on_connect:
