@@ -25,15 +25,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from hub import fleet  # noqa: E402
 from hub.firmware import APP_OF, load_build  # noqa: E402
 
 # Where the MicroPython image goes, per chip family (MicroPython's esp32 deploy notes).
@@ -167,23 +166,10 @@ def firmware_version():
 
 # --- the hub -------------------------------------------------------------------------
 def hub_request(hub, method, path, body=None, token=None, timeout=10):
-    url = hub.rstrip("/") + path
-    req = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None,
-                                 method=method, headers={"Content-Type": "application/json"})
-    if token:
-        req.add_header("Authorization", "Bearer " + token)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return json.loads(resp.read().decode("utf-8"))
-    except urllib.error.HTTPError as err:
-        try:
-            reason = json.loads(err.read().decode("utf-8")).get("error")
-        except ValueError:
-            reason = err.reason
-        raise FlashError("the hub refused %s %s: HTTP %d: %s" % (method, path, err.code, reason))
-    except (urllib.error.URLError, OSError) as err:
-        raise FlashError("hub unreachable at %s: %s (is it running? is --hub right?)"
-                         % (hub, getattr(err, "reason", err)))
+        return fleet.hub_request(method, hub.rstrip("/") + path, body, token, timeout)
+    except fleet.HubError as err:
+        raise FlashError(str(err))
 
 
 # --- the serial port -------------------------------------------------------------------

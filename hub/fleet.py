@@ -325,7 +325,12 @@ def bar(done, total, width=30):
     return "[%s%s] %d/%d" % ("#" * filled, "." * (width - filled), done, total)
 
 
-def _http(method, url, body=None, token=None, timeout=10):
+class HubError(Exception):
+    """A call to the hub's HTTP API failed; the message says how."""
+
+
+def hub_request(method, url, body=None, token=None, timeout=10):
+    """One JSON request to the hub's HTTP API (shared with firmware/flash.py)."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)
     req.add_header("Content-Type", "application/json")
@@ -339,9 +344,10 @@ def _http(method, url, body=None, token=None, timeout=10):
             reason = json.loads(err.read().decode("utf-8")).get("error")
         except ValueError:
             reason = err.reason
-        raise SystemExit("hub refused %s %s: HTTP %d %s" % (method, url, err.code, reason))
+        raise HubError("the hub refused %s %s: HTTP %d: %s" % (method, url, err.code, reason))
     except (urllib.error.URLError, OSError) as err:
-        raise SystemExit("hub unreachable at %s: %s" % (url, getattr(err, "reason", err)))
+        raise HubError("hub unreachable at %s: %s (is it running? is the address right?)"
+                       % (url, getattr(err, "reason", err)))
 
 
 def main(argv=None):
@@ -360,9 +366,16 @@ def main(argv=None):
     show = sub.add_parser("show", help="print the fleet: kind, online, battery, RSSI, firmware, last seen")
     show.add_argument("--hub", default="http://127.0.0.1:8080")
     a = ap.parse_args(argv)
+    try:
+        return _run(a)
+    except HubError as err:
+        raise SystemExit(str(err))
+
+
+def _run(a):
     base = a.hub.rstrip("/")
     if a.cmd == "show":
-        rows = _http("GET", base + "/api/fleet")["devices"]
+        rows = hub_request("GET", base + "/api/fleet")["devices"]
         print("%-6s %-10s %-7s %4s %5s %-10s %-20s %s" % ("kind", "id", "online", "bat", "rssi", "fw", "last seen",
                                                           "alerts"))
         for d in rows:
@@ -375,7 +388,7 @@ def main(argv=None):
         body["version"] = a.version
     if a.devices:
         body["devices"] = a.devices.split(",")
-    up = _http("POST", base + "/api/fleet/update", body, a.token or os.environ.get("RFM_HUB_TOKEN"))
+    up = hub_request("POST", base + "/api/fleet/update", body, a.token or os.environ.get("RFM_HUB_TOKEN"))
     total = len(up["devices"])
     print("update %d: %s devices to %s, %d at a time" % (up["n"], a.kind, up["version"], a.batch))
     deadline = time.monotonic() + a.wait
@@ -387,7 +400,7 @@ def main(argv=None):
         if up["state"] == "finished" or time.monotonic() > deadline:
             break
         time.sleep(2)
-        up = _http("GET", "%s/api/fleet/update/%d" % (base, up["n"]))
+        up = hub_request("GET", "%s/api/fleet/update/%d" % (base, up["n"]))
     print()
     for d in up["devices"]:
         if d["state"] != "done":
