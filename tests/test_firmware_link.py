@@ -19,22 +19,6 @@ def T(kind, dev, msg):
     return protocol.topic(SITE, kind, dev, msg)
 
 
-@pytest.fixture
-def broker(tmp_path):
-    port = free_port()
-    proc = start_mosquitto(port, str(tmp_path / "mosquitto"))
-    yield port
-    stop_process(proc)
-
-
-@pytest.fixture
-def devices():
-    made = []
-    yield made
-    for d in made:
-        d.stop()
-
-
 def start(devices, *a, **kw):
     d = SimDevice(*a, **kw).start()
     devices.append(d)

@@ -7,7 +7,7 @@ import pytest
 import protocol
 from display import canvas, font, kds
 from tests.bench.proxy import Proxy
-from tests.brokers import Recorder, free_port, start_mosquitto, stop_process, wait_until
+from tests.brokers import Recorder, wait_until
 from tests.simdev import SimDevice
 
 SITE = "demo"
@@ -50,22 +50,6 @@ def screen(dev):
 
 def wait_screen(dev, want, what, timeout=15):
     wait_until(lambda: screen(dev) == want, timeout, "%s screen %s\n%s" % (dev.id, what, dev.log_tail))
-
-
-@pytest.fixture
-def broker(tmp_path):
-    port = free_port()
-    proc = start_mosquitto(port, str(tmp_path / "mosquitto"))
-    yield port
-    stop_process(proc)
-
-
-@pytest.fixture
-def devices():
-    made = []
-    yield made
-    for d in made:
-        d.stop()
 
 
 def test_lcd_shows_snapshot_buzzes_refuses_bump_before_ack_and_recalls(broker, tmp_path, devices):
