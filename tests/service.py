@@ -1,6 +1,7 @@
 """An in-process hub on a real SQLite store with a fake clock, for the call desk's tests:
 events applied one by one, every publish recorded (and checked against the contract)."""
 import copy
+import threading
 import time
 
 import protocol
@@ -40,12 +41,18 @@ def floor_doc(**changes):
 
 
 class FakeBus:
+    """Stands in for the MQTT link: records what the hub sends, checked against the contract."""
+    connected = True
+    url = "mqtt://fake"
+
     def __init__(self):
         self.sent = []
+        self.lock = threading.Lock()
 
     def publish(self, kind, device, message, payload):
         protocol.encode(message, payload)  # everything the hub sends keeps the contract
-        self.sent.append((kind, device, message, payload))
+        with self.lock:
+            self.sent.append((kind, device, message, payload))
 
 
 class Dining:

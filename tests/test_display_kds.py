@@ -14,6 +14,7 @@ from PIL import Image
 from display import canvas, font, fontgen, kds, kds_lcd
 from display.kds import c565
 from tests.simdev import HEAP, bundle, micropython, mp_env
+from tests.service import FakeBus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 F = font.default()
@@ -223,14 +224,6 @@ def test_png_round_trips_through_pillow():
 
 
 # --- the hub's previews ------------------------------------------------------------
-class FakeBus:
-    connected = True
-    url = "mqtt://fake"
-
-    def publish(self, kind, device, message, payload):
-        pass
-
-
 @pytest.fixture
 def hub(tmp_path):
     from hub.api import create_app

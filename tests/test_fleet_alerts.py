@@ -2,18 +2,10 @@
 applied in-process on the hub's core with a fake clock and a recording bus."""
 import pytest
 
-import protocol
 from hub.core import Hub
 from hub.store import Store
 
-
-class FakeBus:
-    def __init__(self):
-        self.sent = []
-
-    def publish(self, kind, device, message, payload):
-        protocol.encode(message, payload)  # everything the hub sends keeps the contract
-        self.sent.append((kind, device, message, payload))
+from tests.service import FakeBus
 
 
 class Site:

@@ -1,18 +1,10 @@
 """The hub's logic without a broker: events applied in-process, publishes recorded."""
 import pytest
 
-import protocol
 from hub.core import Hub
 from hub.store import Store
 
-
-class FakeBus:
-    def __init__(self):
-        self.sent = []
-
-    def publish(self, kind, device, message, payload):
-        protocol.encode(message, payload)  # everything the hub sends keeps the contract
-        self.sent.append((kind, device, message, payload))
+from tests.service import FakeBus
 
 
 class Floor:

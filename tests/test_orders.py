@@ -2,32 +2,18 @@
 client, with a bus that records what would be published (tests/test_orders_mqtt.py runs
 the same paths through real brokers)."""
 import json
-import threading
 
 import pytest
 
-import protocol
 from hub.api import create_app
 from hub.core import Hub
 from hub.floor_api import in_core
 from hub.stations import DEMO_MENU, Menu, MenuError, load_menu
 from hub.store import Store
 
+from tests.service import FakeBus
+
 ALLERGY = "花生过敏"
-
-
-class FakeBus:
-    connected = True
-    url = "mqtt://fake"
-
-    def __init__(self):
-        self.sent = []
-        self.lock = threading.Lock()
-
-    def publish(self, kind, device, message, payload):
-        protocol.encode(message, payload)  # everything the hub sends keeps the contract
-        with self.lock:
-            self.sent.append((kind, device, message, payload))
 
 
 class Kitchen:

@@ -6,11 +6,9 @@ would be published (tests/test_web_browser.py runs the pages in Chromium against
 import json
 import pathlib
 import re
-import threading
 
 import pytest
 
-import protocol
 from hub.access import Access
 from hub.api import create_app
 from hub.core import Hub
@@ -18,22 +16,10 @@ from hub.floor_api import in_core
 from hub.kitchen import stored_menu
 from hub.store import Store
 
+from tests.service import FakeBus
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 ALLERGY = "花生过敏"
-
-
-class FakeBus:
-    connected = True
-    url = "mqtt://fake"
-
-    def __init__(self):
-        self.sent = []
-        self.lock = threading.Lock()
-
-    def publish(self, kind, device, message, payload):
-        protocol.encode(message, payload)  # everything the hub sends keeps the contract
-        with self.lock:
-            self.sent.append((kind, device, message, payload))
 
 
 class Site:
